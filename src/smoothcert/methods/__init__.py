@@ -1,0 +1,1 @@
+"""smoothcert.methods."""
