@@ -92,14 +92,21 @@ def check_int(value: Any, *, name: str, minimum: int | None = None, maximum: int
 
 
 def check_probability_array(
-    value: Any, *, name: str, closed: bool = True
+    value: Any,
+    *,
+    name: str,
+    closed: bool = True,
+    lower_open: bool = False,
+    upper_open: bool = False,
 ) -> NDArray[np.float64]:
     """Return ``value`` as a float64 array of probabilities.
 
     Args:
         value: scalar or array-like.
         name: parameter name used in the error message.
-        closed: if True the valid range is [0, 1], otherwise (0, 1).
+        closed: if False the valid range is (0, 1) (both ends excluded).
+        lower_open: exclude 0 from the valid range.
+        upper_open: exclude 1 from the valid range.
 
     Raises:
         InvalidParameterError: on NaN, Inf, non-numeric input or values out of range.
@@ -108,10 +115,12 @@ def check_probability_array(
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise _fail(name, value, "an array of real numbers in [0, 1]") from None
-    valid = f"0 <= {name} <= 1" if closed else f"0 < {name} < 1"
+    lower_open = lower_open or not closed
+    upper_open = upper_open or not closed
+    valid = f"0 {'<' if lower_open else '<='} {name} {'<' if upper_open else '<='} 1"
     if not np.all(np.isfinite(arr)):
         raise _fail(name, value, valid + " (NaN/Inf found)")
-    bad = (arr < 0) | (arr > 1) if closed else (arr <= 0) | (arr >= 1)
+    bad = ((arr <= 0) if lower_open else (arr < 0)) | ((arr >= 1) if upper_open else (arr > 1))
     if np.any(bad):
         first = arr[bad].flat[0]
         raise _fail(name, float(first), valid)

@@ -1,1 +1,5 @@
-"""smoothcert.sampling."""
+"""Torch Monte Carlo engine: chunked class counts on the model's device."""
+
+from smoothcert.sampling.engine import count_classes, make_generator
+
+__all__ = ["count_classes", "make_generator"]

@@ -1,0 +1,99 @@
+"""Input checks and device handling shared by the torch certification methods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from smoothcert.errors import InvalidParameterError
+
+
+def model_device(model: Callable[..., Any], fallback: torch.device) -> torch.device:
+    """Return the device of the model's first parameter or buffer, else ``fallback``."""
+    if isinstance(model, torch.nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            return tensor.device
+    return fallback
+
+
+def check_eval_mode(model: Callable[..., Any]) -> None:
+    """Reject a ``torch.nn.Module`` left in training mode (dropout/batch-norm would vary)."""
+    if isinstance(model, torch.nn.Module) and model.training:
+        raise InvalidParameterError(
+            "model.training = True is invalid; valid: a model in eval mode (call model.eval())"
+        )
+
+
+def check_image(x: Any, *, name: str = "x", input_shape: tuple[int, ...] | None = None) -> None:
+    """Check that ``x`` is one finite floating-point tensor (no batch axis)."""
+    if not isinstance(x, torch.Tensor):
+        raise InvalidParameterError(
+            f"{name} of type {type(x).__name__} is invalid; valid: a torch.Tensor"
+        )
+    if not torch.is_floating_point(x):
+        raise InvalidParameterError(
+            f"{name}.dtype = {x.dtype} is invalid; valid: a floating-point dtype "
+            "(float32, float64, float16, bfloat16)"
+        )
+    if x.numel() == 0:
+        raise InvalidParameterError(
+            f"{name}.shape = {tuple(x.shape)} is invalid; valid: a non-empty tensor"
+        )
+    if input_shape is not None and tuple(x.shape) != tuple(input_shape):
+        raise InvalidParameterError(
+            f"{name}.shape = {tuple(x.shape)} is invalid; valid shape: {tuple(input_shape)} "
+            "(one example, no batch axis)"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise InvalidParameterError(
+            f"{name} contains NaN or Inf values; valid: finite values only"
+        )
+
+
+def probe_num_classes(
+    model: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], num_classes: int | None
+) -> int:
+    """Run the model once on the clean input(s) and check its output has ``num_classes`` columns.
+
+    Args:
+        model: the user's model.
+        inputs: one clean example per argument, each with a batch axis of size 1.
+        num_classes: expected number of classes, or None to take it from the output.
+
+    Returns:
+        The number of classes (columns of the model output).
+
+    Raises:
+        InvalidParameterError: if the model rejects the input or its output is not
+            ``(1, num_classes)`` with ``num_classes >= 2``.
+    """
+    try:
+        with torch.inference_mode():
+            out = model(*inputs)
+    except (RuntimeError, ValueError, TypeError) as err:
+        shapes = [tuple(t.shape[1:]) for t in inputs]
+        raise InvalidParameterError(
+            f"input shape(s) {shapes} rejected by the model ({err}); valid: the shape of one "
+            "example the model accepts, without a batch axis"
+        ) from err
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InvalidParameterError(
+            f"model output shape = {shape} is invalid; valid: a tensor of shape "
+            "(batch, num_classes)"
+        )
+    columns = int(out.shape[1])
+    if num_classes is None:
+        if columns < 2:
+            raise InvalidParameterError(
+                f"model output has {columns} column(s); valid: num_classes >= 2 columns"
+            )
+        return columns
+    if columns != num_classes:
+        raise InvalidParameterError(
+            f"model output has {columns} columns but num_classes = {num_classes}; valid: "
+            "the model's output must have exactly num_classes columns"
+        )
+    return columns
