@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up, then run lint, type checks, the fast test suite and the slow statistical checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff format --check src tests benchmarks examples
+.venv/bin/mypy
+.venv/bin/python -m pytest -q -n 2
+# Slow statistical checks (Monte Carlo coverage); exit code 5 means none are selected.
+set +e
+.venv/bin/python -m pytest -q -n 2 -m slow
+status=$?
+set -e
+if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then exit "$status"; fi
