@@ -73,7 +73,9 @@ def check_probability_level(value: Any, *, name: str = "alpha") -> float:
     return check_open_unit(value, name=name)
 
 
-def check_int(value: Any, *, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+def check_int(
+    value: Any, *, name: str, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """Return ``value`` as an int within ``[minimum, maximum]`` (bounds optional)."""
     if minimum is not None and maximum is not None:
         valid = f"integer {minimum} <= {name} <= {maximum}"
@@ -153,3 +155,27 @@ def check_count_arrays(
             f"integer 0 <= {k_name} <= {n_name} (here {n_name} = {int(n_arr[bad].flat[0])})",
         )
     return k_arr, n_arr
+
+
+def check_choice(value: Any, *, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of the strings in ``choices``, or raise naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        raise _fail(name, value, "one of " + ", ".join(repr(c) for c in choices))
+    return value
+
+
+def check_nonnegative_array(value: Any, *, name: str) -> NDArray[np.float64]:
+    """Return ``value`` as a float64 array of finite numbers ``>= 0``.
+
+    Raises:
+        InvalidParameterError: on NaN, Inf, non-numeric input or negative values.
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _fail(name, value, f"{name} >= 0 (finite)") from None
+    if not np.all(np.isfinite(arr)):
+        raise _fail(name, value, f"{name} >= 0 (finite; NaN/Inf found)")
+    if np.any(arr < 0):
+        raise _fail(name, float(arr[arr < 0].flat[0]), f"{name} >= 0 (finite)")
+    return arr

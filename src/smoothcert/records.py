@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from smoothcert.errors import InvalidParameterError
 
@@ -71,6 +73,36 @@ class CertifyResult:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.prediction is not None and (
+            isinstance(self.prediction, bool) or not isinstance(self.prediction, int)
+        ):
+            raise InvalidParameterError(
+                f"prediction = {self.prediction!r} is invalid; valid: an int class index or None"
+            )
+        if not (math.isfinite(self.p_lower) and 0.0 <= self.p_lower <= 1.0):
+            raise InvalidParameterError(
+                f"p_lower = {self.p_lower!r} is invalid; valid range: 0 <= p_lower <= 1"
+            )
+        if self.p_upper is not None and not (
+            math.isfinite(self.p_upper) and 0.0 <= self.p_upper <= 1.0
+        ):
+            raise InvalidParameterError(
+                f"p_upper = {self.p_upper!r} is invalid; valid range: 0 <= p_upper <= 1 or None"
+            )
+        if not 0.0 < self.alpha < 1.0:
+            raise InvalidParameterError(
+                f"alpha = {self.alpha!r} is invalid; valid range: 0 < alpha < 1"
+            )
+        if self.n0 < 0 or self.n < 1:
+            raise InvalidParameterError(
+                f"n0 = {self.n0!r}, n = {self.n!r} are invalid; valid: n0 >= 0 and n >= 1"
+            )
+        for counts_name in ("counts_selection", "counts_estimation"):
+            for c in getattr(self, counts_name):
+                if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
+                    raise InvalidParameterError(
+                        f"{counts_name} entry {c!r} is invalid; valid: integer counts >= 0"
+                    )
         if self.abstained != (self.prediction is None):
             raise InvalidParameterError(
                 f"abstained = {self.abstained!r} with prediction = {self.prediction!r}; "
@@ -112,6 +144,16 @@ class CertifyResult:
         if unknown:
             raise InvalidParameterError(
                 f"unknown CertifyResult fields {sorted(unknown)}; valid fields: {sorted(known)}"
+            )
+        required = {
+            name
+            for name, spec in cls.__dataclass_fields__.items()
+            if spec.default is MISSING and spec.default_factory is MISSING
+        }
+        missing = required - set(data)
+        if missing:
+            raise InvalidParameterError(
+                f"CertifyResult fields {sorted(missing)} are missing; required: {sorted(required)}"
             )
         kwargs = dict(data)
         kwargs["counts_selection"] = tuple(kwargs.get("counts_selection", ()))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import binom, norm
+from scipy.stats import beta, binom, norm
 
 from smoothcert.certificates.gaussian import max_certifiable_radius
 from smoothcert.errors import InvalidParameterError
@@ -150,22 +150,64 @@ def test_top2_binary_equals_standard_at_half_alpha():
     assert top2.radius <= model.exact_radius(x)
 
 
-def test_top2_multiclass_beats_standard_when_mass_is_split():
-    class Three(torch.nn.Module):
-        def forward(self, x):
-            v = x.flatten(1)[:, 0]
-            return torch.stack([torch.zeros_like(v), v, 0.8 - v], dim=1)
+class ThreeIntervals(torch.nn.Module):
+    """Class of the interval that x0 + e falls in: P = [0.2, 0.6, 0.2] at x0 = 0, sigma = 1."""
 
-    x = torch.tensor([0.4, 0.0])
-    std = certify(Three().eval(), x, sigma=0.5, n0=100, n=20000, alpha=0.001, seed=0)
-    top2 = certify(Three().eval(), x, sigma=0.5, n0=100, n=20000, alpha=0.001, seed=0, top2=True)
-    assert top2.prediction is None or top2.radius >= std.radius
+    T1, T2 = float(norm.ppf(0.2)), float(norm.ppf(0.8))
+
+    def forward(self, x):
+        v = x.flatten(1)[:, 0]
+        return torch.stack([v < self.T1, (v >= self.T1) & (v < self.T2), v >= self.T2], 1).float()
+
+
+def test_top2_multiclass_closed_form_and_offline_recomputation():
+    x = torch.tensor([0.0, 0.0])
+    kw = dict(sigma=1.0, n0=100, n=20_000, alpha=0.001, seed=0)
+    std = certify(ThreeIntervals().eval(), x, **kw)
+    top2 = certify(ThreeIntervals().eval(), x, **kw, top2=True)
+    exact_top2 = 0.5 * (norm.ppf(0.6) - norm.ppf(0.2))
+    assert std.prediction == top2.prediction == 1
+    assert std.radius < top2.radius <= exact_top2
+    # Recompute the certificate offline from the ESTIMATION counts only (rule 1).
+    counts = np.array(top2.counts_estimation)
+    p_lower = float(beta.ppf(0.0005, counts[1], kw["n"] - counts[1] + 1))
+    p_upper = max(float(beta.ppf(1 - 0.0005, c + 1, kw["n"] - c)) for c in np.delete(counts, 1))
+    assert top2.p_lower == pytest.approx(p_lower, rel=1e-9)
+    assert top2.p_upper == pytest.approx(min(p_upper, 1 - p_lower), rel=1e-9)
+    assert top2.radius == pytest.approx(0.5 * (norm.ppf(p_lower) - norm.ppf(top2.p_upper)))
+
+
+def test_top2_coverage_on_closed_form_model():
+    x = torch.tensor([0.0, 0.0])
+    exact_top2 = 0.5 * (norm.ppf(0.6) - norm.ppf(0.2))
+    runs, alpha = 120, 0.2
+    misses = sum(
+        certify(
+            ThreeIntervals().eval(), x, sigma=1.0, n0=30, n=300, alpha=alpha, seed=s, top2=True
+        ).radius
+        > exact_top2
+        for s in range(runs)
+    )
+    assert misses <= binom.ppf(1 - 1e-4, runs, alpha)
 
 
 def test_abstains_when_model_is_a_coin():
-    res = certify(OnePixel(0).eval(), torch.tensor([0.5, 0.0]), sigma=1.0, n0=10, n=1000, alpha=0.01)
+    res = certify(
+        OnePixel(0).eval(), torch.tensor([0.5, 0.0]), sigma=1.0, n0=10, n=1000, alpha=0.01
+    )
     assert res.abstained and res.prediction is None and res.radius == 0.0
     assert res.p_lower < 0.55
+
+
+def test_predict_errs_at_most_alpha_on_closed_form_model():
+    # OnePixel at x_j = 0.55, sigma = 1: g(x) = 1 with P = Phi(0.05) = 0.52; 0 is an error.
+    x = torch.tensor([0.55, 0.0])
+    runs, alpha = 200, 0.1
+    wrong = sum(
+        predict(OnePixel(0).eval(), x, sigma=1.0, n=400, alpha=alpha, seed=s).prediction == 0
+        for s in range(runs)
+    )
+    assert wrong <= binom.ppf(1 - 1e-4, runs, alpha)
 
 
 def test_predict_constant_and_coin():
@@ -222,3 +264,83 @@ def test_model_rejecting_shape_and_training_mode():
         certify(torch.nn.Linear(3, 2), torch.zeros(3), **GOOD)
     with pytest.raises(InvalidParameterError, match="n = 0"):
         predict(lin, torch.zeros(3), sigma=0.5, n=0, alpha=0.01)
+
+
+class InPlaceShift(torch.nn.Module):
+    """Edits its input in place (like x.sub_(mean)); votes by the sign of pixel 0."""
+
+    def forward(self, x):
+        x.sub_(0.4)
+        v = x.flatten(1)[:, 0]
+        return torch.stack([v, -v], dim=1)
+
+
+class CleanShift(torch.nn.Module):
+    def forward(self, x):
+        v = x.flatten(1)[:, 0] - 0.4
+        return torch.stack([v, -v], dim=1)
+
+
+def test_model_editing_its_input_in_place_does_not_move_the_certified_point():
+    x = torch.tensor([0.5, 0.0])
+    kw = dict(sigma=0.25, n0=50, n=2000, alpha=0.001, seed=3)
+    res = certify(InPlaceShift().eval(), x, **kw)
+    assert torch.equal(x, torch.tensor([0.5, 0.0]))
+    ref = certify(CleanShift().eval(), x, **kw)
+    assert res.counts_estimation == ref.counts_estimation
+
+
+def test_submodule_in_training_mode_rejected():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4)).eval()
+    model[1].train()
+    with pytest.raises(InvalidParameterError, match="submodule '1'"):
+        certify(model, torch.zeros(2), **GOOD)
+
+
+class NanScores(torch.nn.Module):
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 3)
+        out[:, 1:] = torch.where(x[:, :1] > 0.5, float("nan"), 0.0)
+        return out
+
+
+def test_nan_scores_raise_instead_of_voting():
+    with pytest.raises(InvalidParameterError, match="NaN or Inf"):
+        certify(NanScores().eval(), torch.tensor([0.0, 0.0]), **{**GOOD, "sigma": 1.0})
+    with pytest.raises(InvalidParameterError, match="NaN or Inf at the clean input"):
+        certify(NanScores().eval(), torch.tensor([1.0, 0.0]), **GOOD)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"autocast_dtype": torch.float32}, "autocast_dtype"),
+        ({"autocast_dtype": "bf16"}, "autocast_dtype = 'bf16'"),
+        ({"device": "nonsense"}, "device = 'nonsense'"),
+        ({"device": "cuda:7"}, "device = 'cuda:7'"),
+    ],
+)
+def test_bad_device_and_autocast(overrides, fragment):
+    with pytest.raises(InvalidParameterError, match="valid") as info:
+        certify(torch.nn.Linear(2, 2).eval(), torch.zeros(2), **{**GOOD, **overrides})
+    assert fragment in str(info.value)
+
+
+def test_autocast_bfloat16_runs_and_counts_sum():
+    res = certify(
+        torch.nn.Linear(2, 3).eval(),
+        torch.zeros(2),
+        **{**GOOD, "autocast_dtype": torch.bfloat16},
+    )
+    assert sum(res.counts_estimation) == GOOD["n"]
+
+
+def test_bfloat16_input_rounds_the_fp32_sum_once():
+    from smoothcert.noise import GaussianNoise
+
+    x32 = torch.linspace(0, 1, 10)
+    x16 = x32.to(torch.bfloat16)
+    a = GaussianNoise(0.05).sample(x16, 500, generator=torch.Generator().manual_seed(0))
+    b = GaussianNoise(0.05).sample(x16.float(), 500, generator=torch.Generator().manual_seed(0))
+    assert a.dtype == torch.bfloat16
+    assert torch.equal(a, b.to(torch.bfloat16))

@@ -92,3 +92,20 @@ def test_runner_up_upper_is_max_over_other_classes():
         clopper_pearson_upper(30, 1000, alpha=0.01), clopper_pearson_upper(70, 1000, alpha=0.01)
     )
     assert runner_up_upper(counts, 1, alpha=0.01) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("counts", "top", "fragment"),
+    [
+        ([5, 990, 5], -1, "top = -1"),
+        ([5, 990, 5], 3, "top = 3"),
+        ([1000], 0, "at least 2 classes"),
+        ([[1, 2], [3, 4]], 0, "1-D"),
+        ([1.5, 2.0], 0, "integer"),
+        ([3, -1], 0, "counts >= 0"),
+    ],
+)
+def test_runner_up_upper_bad_input(counts, top, fragment):
+    with pytest.raises(InvalidParameterError, match="valid") as info:
+        runner_up_upper(counts, top, alpha=0.01)
+    assert fragment in str(info.value)

@@ -19,11 +19,42 @@ def model_device(model: Callable[..., Any], fallback: torch.device) -> torch.dev
 
 
 def check_eval_mode(model: Callable[..., Any]) -> None:
-    """Reject a ``torch.nn.Module`` left in training mode (dropout/batch-norm would vary)."""
-    if isinstance(model, torch.nn.Module) and model.training:
+    """Reject a ``torch.nn.Module`` any of whose submodules is in training mode.
+
+    Dropout would randomise votes and batch-norm in training mode makes each vote
+    depend on the other samples of its batch: the votes would no longer be the
+    independent draws the binomial bound assumes.
+    """
+    if isinstance(model, torch.nn.Module):
+        for name, module in model.named_modules():
+            if module.training:
+                where = f"submodule {name!r}" if name else "model"
+                raise InvalidParameterError(
+                    f"{where}.training = True is invalid; valid: the model and every "
+                    "submodule in eval mode (call model.eval())"
+                )
+
+
+def check_device(device: Any) -> torch.device | None:
+    """Return ``device`` as a ``torch.device`` that exists on this machine (None passes)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
         raise InvalidParameterError(
-            "model.training = True is invalid; valid: a model in eval mode (call model.eval())"
+            f"device = {device!r} is invalid; valid: 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from err
+    if dev.type == "cuda" and (
+        not torch.cuda.is_available()
+        or (dev.index is not None and dev.index >= torch.cuda.device_count())
+    ):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise InvalidParameterError(
+            f"device = {device!r} is invalid; valid: 'cpu' or one of the {count} CUDA "
+            "device(s) of this machine"
         )
+    return dev
 
 
 def check_image(x: Any, *, name: str = "x", input_shape: tuple[int, ...] | None = None) -> None:
@@ -47,9 +78,7 @@ def check_image(x: Any, *, name: str = "x", input_shape: tuple[int, ...] | None 
             "(one example, no batch axis)"
         )
     if not bool(torch.isfinite(x).all()):
-        raise InvalidParameterError(
-            f"{name} contains NaN or Inf values; valid: finite values only"
-        )
+        raise InvalidParameterError(f"{name} contains NaN or Inf values; valid: finite values only")
 
 
 def probe_num_classes(
@@ -69,9 +98,10 @@ def probe_num_classes(
         InvalidParameterError: if the model rejects the input or its output is not
             ``(1, num_classes)`` with ``num_classes >= 2``.
     """
+    # Clones: a model that edits its input in place must not move the point we certify.
     try:
         with torch.inference_mode():
-            out = model(*inputs)
+            out = model(*(t.clone() for t in inputs))
     except (RuntimeError, ValueError, TypeError) as err:
         shapes = [tuple(t.shape[1:]) for t in inputs]
         raise InvalidParameterError(
@@ -83,6 +113,10 @@ def probe_num_classes(
         raise InvalidParameterError(
             f"model output shape = {shape} is invalid; valid: a tensor of shape "
             "(batch, num_classes)"
+        )
+    if not bool(torch.isfinite(out).all()):
+        raise InvalidParameterError(
+            "model output contains NaN or Inf at the clean input; valid: finite scores"
         )
     columns = int(out.shape[1])
     if num_classes is None:

@@ -35,6 +35,7 @@ from scipy.stats import binomtest
 from smoothcert._validation import check_int, check_positive, check_probability_level
 from smoothcert.certificates.gaussian import gaussian_radius, gaussian_radius_top2
 from smoothcert.methods._common import (
+    check_device,
     check_eval_mode,
     check_image,
     model_device,
@@ -66,7 +67,7 @@ def _prepare(
         num_classes = check_int(num_classes, name="num_classes", minimum=2)
     check_image(x, input_shape=input_shape)
     check_eval_mode(model)
-    dev = torch.device(device) if device is not None else model_device(model, x.device)
+    dev = check_device(device) or model_device(model, x.device)
     x = x.to(dev)
     classes = probe_num_classes(model, (x.unsqueeze(0),), num_classes)
     return x, sigma, alpha, batch_size, dev, classes

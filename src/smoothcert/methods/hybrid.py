@@ -54,7 +54,13 @@ import torch
 from smoothcert._validation import check_positive
 from smoothcert.certificates import hybrid_radius_curve
 from smoothcert.errors import InvalidParameterError
-from smoothcert.methods._common import check_eval_mode, check_image, model_device, probe_num_classes
+from smoothcert.methods._common import (
+    check_device,
+    check_eval_mode,
+    check_image,
+    model_device,
+    probe_num_classes,
+)
 from smoothcert.methods.threats import ThreatModel
 from smoothcert.methods.tokens import (
     bound_class,
@@ -176,7 +182,7 @@ def certify(
     tokens = check_tokens(tokens)
     check_image(image, name="image", input_shape=image_shape)
     check_eval_mode(model)
-    dev = torch.device(device) if device is not None else model_device(model, image.device)
+    dev = check_device(device) or model_device(model, image.device)
     image = image.to(dev)
     applied = threat.apply(tokens.to(dev))
     check_placeholder(applied, token_noise)

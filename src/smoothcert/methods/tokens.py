@@ -66,7 +66,12 @@ import torch
 from smoothcert._validation import check_int, check_open_unit, check_probability_level
 from smoothcert.certificates import max_certifiable_tokens, token_lower_bound
 from smoothcert.errors import InvalidParameterError
-from smoothcert.methods._common import check_eval_mode, model_device, probe_num_classes
+from smoothcert.methods._common import (
+    check_device,
+    check_eval_mode,
+    model_device,
+    probe_num_classes,
+)
 from smoothcert.methods.threats import AppliedThreat, ThreatModel, anywhere
 from smoothcert.noise.tokens import TokenSubstitutionNoise, check_tokens
 from smoothcert.records import CertifyResult
@@ -363,7 +368,7 @@ def certify(
     threat = check_threat(threat)
     tokens = check_tokens(tokens)
     check_eval_mode(model)
-    dev = torch.device(device) if device is not None else model_device(model, tokens.device)
+    dev = check_device(device) or model_device(model, tokens.device)
     applied = threat.apply(tokens.to(dev))
     check_placeholder(applied, noise)
     bound = noise.bind(applied.tokens, applied.eligible)

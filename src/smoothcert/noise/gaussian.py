@@ -19,10 +19,17 @@ from __future__ import annotations
 import torch
 
 from smoothcert._validation import check_int, check_positive
+from smoothcert.errors import InvalidParameterError
 
 
 class GaussianNoise:
-    """Gaussian kernel N(x, sigma^2 I) with a preallocated output buffer.
+    """Gaussian kernel N(x, sigma^2 I) with preallocated buffers.
+
+    The noise is drawn and added in float32 (float64 for a float64 input) and the sum
+    is rounded ONCE to the input's dtype. Drawing in bfloat16/float16 would round the
+    noise and the scaled noise before the addition and sample a different
+    distribution than the certificate assumes; rounding ``x + e`` once is part of the
+    model (a deterministic function of the Gaussian sample).
 
     Args:
         sigma: noise standard deviation, > 0, in the units of the input tensor.
@@ -33,21 +40,23 @@ class GaussianNoise:
 
     def __init__(self, sigma: float) -> None:
         self.sigma = check_positive(sigma, name="sigma")
-        self._buffer: torch.Tensor | None = None
+        self._work: torch.Tensor | None = None
+        self._out: torch.Tensor | None = None
 
-    def _buffer_for(self, x: torch.Tensor, num: int) -> torch.Tensor:
-        shape = (num, *x.shape)
-        buf = self._buffer
+    @staticmethod
+    def _reuse(
+        buf: torch.Tensor | None, shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
         if (
             buf is None
-            or buf.shape[0] < num
-            or buf.shape[1:] != x.shape
-            or buf.device != x.device
-            or buf.dtype != x.dtype
+            or buf.shape[0] < shape[0]
+            or buf.shape[1:] != shape[1:]
+            or buf.device != like.device
+            or buf.dtype != dtype
+            or buf.is_inference() != torch.is_inference_mode_enabled()
         ):
-            buf = torch.empty(shape, device=x.device, dtype=x.dtype)
-            self._buffer = buf
-        return buf[:num]
+            buf = torch.empty(shape, device=like.device, dtype=dtype)
+        return buf
 
     def sample(self, x: torch.Tensor, num: int, *, generator: torch.Generator) -> torch.Tensor:
         """Return ``num`` noisy copies ``x + sigma * e`` stacked on a new first axis.
@@ -56,15 +65,37 @@ class GaussianNoise:
         overwrites; the model must consume it before the next call (the engine does).
 
         Args:
-            x: the clean input (any shape), on the device the noise is drawn on.
+            x: the clean input (any shape), floating point, on the device the noise is
+                drawn on.
             num: number of copies, >= 1.
             generator: a ``torch.Generator`` on ``x.device``.
 
         Returns:
             Tensor of shape ``(num, *x.shape)``, dtype and device of ``x``.
+
+        Raises:
+            InvalidParameterError: if ``x`` is not floating point, ``num < 1`` or
+                ``generator`` is not a ``torch.Generator`` (no global RNG).
         """
         num = check_int(num, name="num", minimum=1)
-        out = self._buffer_for(x, num)
-        torch.randn(out.shape, generator=generator, out=out, dtype=out.dtype, device=out.device)
-        out.mul_(self.sigma).add_(x)
+        if not isinstance(generator, torch.Generator):
+            raise InvalidParameterError(
+                f"generator of type {type(generator).__name__} is invalid; valid: a "
+                "torch.Generator (smoothcert never uses the global RNG)"
+            )
+        if not torch.is_floating_point(x):
+            raise InvalidParameterError(
+                f"x.dtype = {x.dtype} is invalid; valid: a floating-point dtype"
+            )
+        work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        shape = (num, *x.shape)
+        self._work = self._reuse(self._work, shape, x, work_dtype)
+        work = self._work[:num]
+        torch.randn(work.shape, generator=generator, out=work, dtype=work_dtype, device=x.device)
+        work.mul_(self.sigma).add_(x.to(work_dtype))
+        if x.dtype == work_dtype:
+            return work
+        self._out = self._reuse(self._out, shape, x, x.dtype)
+        out = self._out[:num]
+        out.copy_(work)
         return out

@@ -29,6 +29,8 @@ from smoothcert.errors import InvalidParameterError
 
 Sampler = Callable[[int], Sequence[torch.Tensor]]
 
+AUTOCAST_DTYPES = (None, torch.bfloat16, torch.float16)
+
 
 def count_classes(
     model: Callable[..., torch.Tensor],
@@ -61,13 +63,20 @@ def count_classes(
 
     Raises:
         InvalidParameterError: if the model output does not have shape
-            ``(batch, num_classes)`` or holds NaN, or on bad counts.
+            ``(batch, num_classes)``, if any row of scores holds NaN or Inf (argmax
+            would silently turn it into a vote), or on bad counts.
     """
     num_samples = check_int(num_samples, name="num_samples", minimum=1)
     num_classes = check_int(num_classes, name="num_classes", minimum=2)
     batch_size = check_int(batch_size, name="batch_size", minimum=1)
     device = torch.device(device)
+    if autocast_dtype not in AUTOCAST_DTYPES:
+        raise InvalidParameterError(
+            f"autocast_dtype = {autocast_dtype!r} is invalid; valid: one of {AUTOCAST_DTYPES}"
+        )
     counts = torch.zeros(num_classes, dtype=torch.int64, device=device)
+    # Rows with NaN/Inf scores, counted on the device and checked once at the end.
+    non_finite = torch.zeros((), dtype=torch.int64, device=device)
     ones = torch.ones(min(batch_size, num_samples), dtype=torch.int64, device=device)
     autocast = (
         torch.autocast(device_type=device.type, dtype=autocast_dtype)
@@ -85,7 +94,14 @@ def count_classes(
                     f"(batch, num_classes) = ({b}, {num_classes})"
                 )
             counts.index_add_(0, scores.argmax(dim=1), ones[:b])
+            non_finite += (~torch.isfinite(scores)).any(dim=1).sum()
             remaining -= b
+    bad_rows = int(non_finite)
+    if bad_rows:
+        raise InvalidParameterError(
+            f"model output had NaN or Inf scores in {bad_rows} of {num_samples} noisy samples; "
+            "valid: finite scores for every sample (check for overflow under autocast)"
+        )
     return counts.cpu().numpy().astype(np.int64)
 
 
