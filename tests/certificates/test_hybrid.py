@@ -1,0 +1,453 @@
+"""Hybrid text+image bound L(d, r) and radius curve r(d): reductions, oracles, extremes."""
+
+import itertools
+import math
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import brentq
+from scipy.special import ndtr, ndtri
+from scipy.stats import norm
+
+from smoothcert.certificates import (
+    TokenField,
+    hybrid_lower_bound,
+    hybrid_radius_curve,
+    token_lower_bound,
+)
+from smoothcert.errors import InvalidParameterError
+
+MASK = -1
+
+
+def phi_inv(p):
+    """Phi^-1 accurate near 1 (via the exact complement)."""
+    p = np.asarray(p, dtype=float)
+    return np.where(p > 0.5, -ndtri(1.0 - p), ndtri(p))
+
+
+# ------------------------------------------------------ independent enumeration oracle
+def position_law(kernel, beta, vocab, token):
+    if kernel == "mask":
+        return {token: 1 - beta, MASK: beta}
+    other = beta / (vocab - 1)
+    return {z: (1 - beta if z == token else other) for z in range(vocab)}
+
+
+def enumerate_pair(positions, attacked):
+    clean_laws, adv_laws = [], []
+    for (kernel, beta, vocab), hit in zip(positions, attacked, strict=True):
+        clean_laws.append(position_law(kernel, beta, vocab, 0))
+        adv_laws.append(position_law(kernel, beta, vocab, 1 if hit else 0))
+    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
+    pc, qa = [], []
+    for z in itertools.product(*supports):
+        p = q = Fraction(1)
+        for i, zi in enumerate(z):
+            p *= clean_laws[i].get(zi, 0)
+            q *= adv_laws[i].get(zi, 0)
+        pc.append(float(p))
+        qa.append(float(q))
+    return np.array(pc), np.array(qa)
+
+
+def hybrid_oracle(pc, qa, p_lower, mu):
+    """Worst case per noisy OUTCOME (no levels): solve F(s) = p, return G(s)."""
+    fin = (pc > 0) & (qa > 0)
+    zero_mass = pc[(pc > 0) & (qa == 0)].sum()
+    if p_lower <= zero_mass:
+        return 0.0
+    g = np.log(qa[fin] / pc[fin])
+
+    def clean_cdf(s):
+        return zero_mass + np.sum(pc[fin] * ndtr((s - g) / mu + mu / 2))
+
+    s_star = brentq(lambda s: clean_cdf(s) - p_lower, -300, 300, xtol=1e-13, rtol=1e-15)
+    return float(np.sum(qa[fin] * ndtr((s_star - g) / mu - mu / 2)))
+
+
+def worst_over_positions(positions, d, p_lower, mu):
+    n = len(positions)
+    best = 1.0
+    for size in range(min(d, n) + 1):
+        for subset in itertools.combinations(range(n), size):
+            pc, qa = enumerate_pair(positions, [i in subset for i in range(n)])
+            best = min(best, hybrid_oracle(pc, qa, p_lower, mu))
+    return best
+
+
+# ---------------------------------------------------------------------- reductions
+TAUS = [1e-12, 4.6e-5, 0.3, 0.5, 0.9, 1 - 1e-9]
+PS = np.array([0.2, 0.5, 0.51, 0.7, 0.9, 0.999, 1 - 1e-6, 1 - 1e-12])
+
+
+@pytest.mark.parametrize("tau", TAUS)
+def test_d0_radius_is_gaussian_closed_form(tau):
+    sigma = 0.37
+    got = hybrid_radius_curve(PS, d_max=0, sigma=sigma, beta=0.3, vocab_size=7, tau=tau)[:, 0]
+    expected = np.maximum(sigma * (phi_inv(PS) - phi_inv(tau)), 0.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+    assert np.all(got <= expected * (1 + 1e-12))  # never above the exact radius
+
+
+def test_d0_bound_is_gaussian_closed_form():
+    r = np.array([0.0, 0.01, 0.3, 1.0, 2.5])
+    for p in [0.3, 0.6, 0.99, 1 - 1e-12]:
+        got = hybrid_lower_bound(p, d=0, r=r, sigma=0.5, beta=0.2, vocab_size=9)
+        expected = ndtr(phi_inv(p) - r / 0.5)
+        np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_cohen_radius_at_tau_half():
+    p = np.array([0.6, 0.9, 0.999])
+    got = hybrid_radius_curve(p, d_max=0, sigma=0.25, beta=0.5, vocab_size=3)[:, 0]
+    np.testing.assert_allclose(got, 0.25 * norm.ppf(p), rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("vocab", "beta", "kernel"),
+    [
+        (2, 0.3, "uniform"),
+        (2, 0.8, "uniform"),
+        (5, 0.2, "uniform"),
+        (30522, 0.4, "uniform"),
+        (None, 0.7, "mask"),
+    ],
+)
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_r_to_zero_is_the_discrete_bound(vocab, beta, kernel, d):
+    p = np.array([0.05, 0.4, 0.8, 0.95, 0.9999])
+    kw = {"beta": beta, "vocab_size": vocab, "kernel": kernel}
+    discrete = token_lower_bound(p, d=d, **kw)
+    np.testing.assert_array_equal(hybrid_lower_bound(p, d=d, r=0.0, sigma=1.0, **kw), discrete)
+    # Continuity: the gap to the discrete bound shrinks like r (|dL/dr| <= max_k q_k
+    # phi(0) / sigma as r -> 0); tiny r are evaluated at a floor of ~1e-6 (1 + |log gamma|).
+    previous = np.zeros_like(p)
+    for r in [1e-1, 1e-2, 1e-3, 1e-4, 1e-9]:
+        near = hybrid_lower_bound(p, d=d, r=r, sigma=1.0, **kw)
+        assert np.all(near <= discrete + 1e-10)  # equal up to the rounding slack
+        assert np.all(near >= previous - 1e-10)
+        assert np.all(discrete - near <= 0.5 * r + 1e-4 * (r < 1e-3) + 1e-10)
+        previous = near
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.9, 0.99])
+@pytest.mark.parametrize("tau", [1e-12, 0.1, 0.5, 0.8])
+def test_mask_closed_form_curve(beta, tau):
+    sigma, d_max = 0.5, 10
+    p = np.array([0.6, 0.9, 0.99, 0.99999, 1 - 1e-12])
+    got = hybrid_radius_curve(p, d_max=d_max, sigma=sigma, beta=beta, kernel="mask", tau=tau)
+    for d in range(d_max + 1):
+        v = beta**d
+        ok = (1 - p) < v - tau  # p > 1 - v + tau, without cancellation
+        arg = np.clip((1 - p) / v, 1e-300, 1.0)
+        expected = np.where(ok, sigma * (-ndtri(arg) - phi_inv(min(tau / v, 1.0))), 0.0)
+        np.testing.assert_allclose(got[:, d], np.maximum(expected, 0.0), rtol=1e-8, atol=1e-10)
+
+
+# ------------------------------------------------------------ enumeration oracle
+@pytest.mark.parametrize(
+    ("vocab", "beta"),
+    [(2, Fraction(3, 10)), (2, Fraction(7, 10)), (3, Fraction(2, 5)), (5, Fraction(9, 10))],
+)
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_bound_equals_enumeration_oracle(vocab, beta, d):
+    positions = [("uniform", beta, vocab)] * d
+    pc, qa = enumerate_pair(positions, [True] * d)
+    for p in [0.2, 0.6, 0.9, 0.99]:
+        for mu in [0.05, 0.4, 1.5]:
+            got = hybrid_lower_bound(
+                p, d=d, r=mu * 0.3, sigma=0.3, beta=float(beta), vocab_size=vocab
+            )
+            exact = hybrid_oracle(pc, qa, p, mu)
+            assert got == pytest.approx(exact, rel=1e-7, abs=1e-12)
+
+
+def test_mask_bound_equals_enumeration_oracle():
+    for d in [1, 2, 3]:
+        positions = [("mask", Fraction(4, 5), 0)] * d
+        pc, qa = enumerate_pair(positions, [True] * d)
+        for p in [0.3, 0.6, 0.9, 0.99]:
+            for mu in [0.05, 0.4, 1.5]:
+                got = hybrid_lower_bound(p, d=d, r=mu, sigma=1.0, beta=0.8, kernel="mask")
+                assert got == pytest.approx(hybrid_oracle(pc, qa, p, mu), rel=1e-7, abs=1e-12)
+
+
+FIELDS = [
+    TokenField(0.3, 2, positions=2),
+    TokenField(0.4, 3, positions=1),
+    TokenField(0.6, kernel="mask", positions=1),
+]
+FIELD_POSITIONS = [
+    ("uniform", Fraction(3, 10), 2),
+    ("uniform", Fraction(3, 10), 2),
+    ("uniform", Fraction(2, 5), 3),
+    ("mask", Fraction(3, 5), 0),
+]
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_fields_bound_equals_worst_attacked_subset(d):
+    for p in [0.7, 0.95]:
+        for mu in [0.1, 0.8]:
+            got = hybrid_lower_bound(p, d=d, r=mu, sigma=1.0, fields=FIELDS)
+            exact = worst_over_positions(FIELD_POSITIONS, d, p, mu)
+            assert got == pytest.approx(exact, rel=1e-7, abs=1e-12)
+
+
+def test_fields_curve_is_sound_and_tight_against_the_oracle():
+    p, tau, sigma = 0.99, 0.3, 0.5
+    curve = hybrid_radius_curve(p, d_max=5, sigma=sigma, tau=tau, fields=FIELDS)
+    assert np.all(np.diff(curve) <= 0)
+    assert curve[5] == curve[4]  # only 4 eligible positions
+    for d in range(5):
+        r = curve[d]
+        assert r > 0
+        assert worst_over_positions(FIELD_POSITIONS, d, p, r / sigma) >= tau * (1 - 1e-9)
+        assert worst_over_positions(FIELD_POSITIONS, d, p, r * (1 + 1e-5) / sigma) < tau
+
+
+# --------------------------------------------------------------------- Monte Carlo
+def _sample_uniform_tokens(rng, n, d, beta, vocab, token):
+    keep = rng.random((n, d)) < 1 - beta
+    other = rng.integers(0, vocab - 1, size=(n, d))
+    other = other + (other >= token)  # uniform over the V - 1 other tokens
+    return np.where(keep, token, other)
+
+
+def _token_log_ratio(z, beta, vocab):
+    a = beta / (vocab - 1)
+    per = np.where(
+        z == 0, math.log(a / (1 - beta)), np.where(z == 1, math.log((1 - beta) / a), 0.0)
+    )
+    return per.sum(axis=1)
+
+
+def test_monte_carlo_adversarial_probability_of_worst_case_set():
+    from smoothcert.certificates._levels import Group, group_levels
+    from smoothcert.certificates._mixture import solve_threshold
+
+    rng = np.random.default_rng(12345)
+    vocab, beta, d, sigma, r, dim, p = 3, 0.4, 2, 0.5, 0.35, 4, 0.8
+    n = 400_000
+    lev = group_levels(Group("uniform", beta, vocab, None), d)
+    _, _, s_star = solve_threshold(lev, np.array([p]), np.array([r / sigma]))
+    delta = rng.normal(size=dim)
+    delta *= r / np.linalg.norm(delta)
+
+    def log_ratio(tokens, x):
+        image = (x @ delta - 0.5 * delta @ delta) / sigma**2
+        return _token_log_ratio(tokens, beta, vocab) + image
+
+    clean = log_ratio(
+        _sample_uniform_tokens(rng, n, d, beta, vocab, 0), rng.normal(0, sigma, (n, dim))
+    )
+    adv = log_ratio(
+        _sample_uniform_tokens(rng, n, d, beta, vocab, 1), delta + rng.normal(0, sigma, (n, dim))
+    )
+    lower = hybrid_lower_bound(p, d=d, r=r, sigma=sigma, beta=beta, vocab_size=vocab)
+    p_hat = np.mean(clean <= s_star[0])
+    l_hat = np.mean(adv <= s_star[0])
+    assert abs(p_hat - p) < 5 * math.sqrt(p * (1 - p) / n)
+    assert abs(l_hat - lower) < 5 * math.sqrt(lower * (1 - lower) / n)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("vocab", "beta", "kernel", "d", "p"),
+    [(2, 0.3, "uniform", 3, 0.9), (5, 0.85, "uniform", 2, 0.95), (0, 0.8, "mask", 2, 0.9)],
+)
+def test_monte_carlo_more_kernels(vocab, beta, kernel, d, p):
+    from smoothcert.certificates._levels import Group, group_levels
+    from smoothcert.certificates._mixture import solve_threshold
+
+    rng = np.random.default_rng(7)
+    sigma, r, n = 1.0, 0.6, 2_000_000
+    lev = group_levels(Group(kernel, beta, vocab, None), d)
+    _, _, s_star = solve_threshold(lev, np.array([p]), np.array([r / sigma]))
+    if kernel == "mask":
+        masked_c = rng.random((n, d)) < beta
+        masked_a = rng.random((n, d)) < beta
+        # Clean shows u (ratio 0) unless all masked; adversarial shows u' (ratio inf).
+        lr_clean = np.where(masked_c.all(axis=1), 0.0, -np.inf)
+        lr_adv = np.where(masked_a.all(axis=1), 0.0, np.inf)
+    else:
+        lr_clean = _token_log_ratio(_sample_uniform_tokens(rng, n, d, beta, vocab, 0), beta, vocab)
+        lr_adv = _token_log_ratio(_sample_uniform_tokens(rng, n, d, beta, vocab, 1), beta, vocab)
+    mu = r / sigma
+    lr_clean = lr_clean + mu * rng.normal(size=n) - mu**2 / 2
+    lr_adv = lr_adv + mu * rng.normal(size=n) + mu**2 / 2
+    lower = hybrid_lower_bound(
+        p, d=d, r=r, sigma=sigma, beta=beta, vocab_size=vocab or None, kernel=kernel
+    )
+    assert abs(np.mean(lr_clean <= s_star[0]) - p) < 5 * math.sqrt(p * (1 - p) / n)
+    assert abs(np.mean(lr_adv <= s_star[0]) - lower) < 5 * math.sqrt(lower * (1 - lower) / n) + 1e-6
+
+
+# -------------------------------------------------------------------- monotonicity
+KERNELS = st.sampled_from(
+    [
+        {"beta": 0.3, "vocab_size": 2},
+        {"beta": 0.8, "vocab_size": 2},
+        {"beta": 0.25, "vocab_size": 5},
+        {"beta": 0.6, "vocab_size": 30522},
+        {"beta": 0.05, "vocab_size": 10**6},
+        {"beta": 0.85, "kernel": "mask"},
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    p=st.floats(0.0, 1.0),
+    dp=st.floats(0.0, 0.5),
+    d=st.integers(0, 12),
+    r=st.floats(0.0, 4.0),
+    dr=st.floats(0.0, 2.0),
+    kw=KERNELS,
+)
+def test_bound_monotone_in_d_r_and_p(p, dp, d, r, dr, kw):
+    sigma = 0.5
+    base = hybrid_lower_bound(p, d=d, r=r, sigma=sigma, **kw)
+    tol = 1e-10 + 1e-9 * base
+    assert hybrid_lower_bound(p, d=d + 1, r=r, sigma=sigma, **kw) <= base + tol
+    assert hybrid_lower_bound(p, d=d, r=r + dr, sigma=sigma, **kw) <= base + tol
+    assert hybrid_lower_bound(min(1.0, p + dp), d=d, r=r, sigma=sigma, **kw) >= base - tol
+    assert 0.0 <= base <= 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    p=st.floats(0.0, 1 - 1e-12),
+    tau=st.sampled_from([1e-12, 4.6e-5, 0.1, 0.5, 0.9]),
+    kw=KERNELS,
+)
+def test_curve_non_increasing_verified_and_tight(p, tau, kw):
+    sigma = 0.25
+    curve = hybrid_radius_curve(p, d_max=6, sigma=sigma, tau=tau, **kw)
+    assert np.all(np.diff(curve) <= 0.0)
+    for d, r in enumerate(curve):
+        if r > 0:
+            assert hybrid_lower_bound(p, d=d, r=r, sigma=sigma, **kw) >= tau
+            assert hybrid_lower_bound(p, d=d, r=r * (1 + 1e-6), sigma=sigma, **kw) < tau
+        else:
+            assert token_lower_bound(p, d=d, **kw) < tau * (1 + 1e-9) or curve[0] == 0
+
+
+# ------------------------------------------------------------------ vectorisation
+def test_batch_equals_one_by_one_and_shapes():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.4, 1 - 1e-9, size=(4, 5))
+    kw = {"d_max": 5, "sigma": 0.5, "beta": 0.3, "vocab_size": 100, "tau": 0.2}
+    batch = hybrid_radius_curve(p, **kw)
+    assert batch.shape == (4, 5, 6)
+    for idx in np.ndindex(p.shape):
+        np.testing.assert_allclose(batch[idx], hybrid_radius_curve(p[idx], **kw), rtol=1e-12)
+    lower = hybrid_lower_bound(
+        p[:, :1], d=2, r=np.array([0.1, 0.5, 1.0]), sigma=0.5, beta=0.3, vocab_size=100
+    )
+    assert lower.shape == (4, 3)
+    assert isinstance(
+        hybrid_lower_bound(0.9, d=1, r=0.1, sigma=1.0, beta=0.3, vocab_size=5), np.floating
+    )
+
+
+# ------------------------------------------------------------------------ extremes
+@pytest.mark.parametrize(
+    ("kw", "d_max"),
+    [
+        ({"beta": 0.02, "vocab_size": 10**6}, 8),
+        ({"beta": 0.1, "vocab_size": 2}, 8),
+        ({"beta": 0.9, "vocab_size": 2}, 8),  # rho > 1
+        ({"beta": 0.5, "vocab_size": 2}, 8),  # rho = 1: tokens carry no information
+        ({"beta": 0.999, "kernel": "mask"}, 40),
+    ],
+)
+def test_extreme_probabilities_and_thresholds(kw, d_max):
+    p = np.array([0.0, 1e-12, 0.3, 0.5, 0.9, 1 - 1e-6, 1 - 1e-12])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for tau in [1e-12, 0.5, 1 - 1e-9]:
+            curve = hybrid_radius_curve(p, d_max=d_max, sigma=1.0, tau=tau, **kw)
+            assert np.all(np.isfinite(curve)) and np.all(curve >= 0)
+            assert np.all(curve[p <= tau] == 0.0)
+            for d in [0, 1, d_max]:
+                lower = hybrid_lower_bound(p, d=d, r=curve[:, d], sigma=1.0, **kw)
+                assert np.all(np.isfinite(lower))
+                assert np.all(lower[curve[:, d] > 0] >= tau)
+    if kw.get("vocab_size") == 2 and kw["beta"] == 0.5:
+        # rho = 1: the curve is the Gaussian one at every d.
+        np.testing.assert_allclose(curve[:, d_max], curve[:, 0], rtol=1e-12)
+
+
+def test_thousands_of_tokens():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lower = hybrid_lower_bound(
+            [1e-12, 0.5, 1 - 1e-12, 1.0], d=1500, r=0.2, sigma=1.0, beta=0.002, vocab_size=50_000
+        )
+    assert np.all(np.isfinite(lower)) and np.all(np.diff(lower) >= 0)
+    assert lower[0] == pytest.approx(0.0, abs=1e-12)
+    assert lower[-1] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_p_lower_one_gives_adversarial_mass_of_clean_support():
+    assert hybrid_lower_bound(1.0, d=3, r=0.5, sigma=1.0, beta=0.3, vocab_size=5) == pytest.approx(
+        1.0
+    )
+    assert hybrid_lower_bound(1.0, d=3, r=0.5, sigma=1.0, beta=0.8, kernel="mask") == pytest.approx(
+        0.8**3, rel=1e-9
+    )
+
+
+# ----------------------------------------------------------------------- bad input
+BASE = {"p_lower": 0.9, "d": 1, "r": 0.1, "sigma": 0.5, "beta": 0.3, "vocab_size": 5}
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"r": -0.1}, "r = -0.1"),
+        ({"r": float("nan")}, "r = nan"),
+        ({"r": float("inf")}, "r >= 0"),
+        ({"sigma": 0.0}, "sigma = 0.0"),
+        ({"sigma": -1.0}, "sigma > 0"),
+        ({"beta": 0.0}, "0 < beta < 1"),
+        ({"beta": 1.5}, "beta = 1.5"),
+        ({"vocab_size": 1}, "vocab_size >= 2"),
+        ({"d": -2}, "d = -2"),
+        ({"p_lower": 1.2}, "0 <= p_lower <= 1"),
+        ({"p_lower": [0.5, float("nan")]}, "NaN"),
+    ],
+)
+def test_bound_rejects_bad_input(change, fragment):
+    with pytest.raises(InvalidParameterError, match="valid range") as err:
+        hybrid_lower_bound(**{**BASE, **change})
+    assert fragment in str(err.value)
+
+
+CURVE = {"p_lower": 0.9, "d_max": 3, "sigma": 0.5, "beta": 0.3, "vocab_size": 5, "tau": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"tau": 0.0}, "0 < tau < 1"),
+        ({"tau": 1.0}, "tau = 1.0"),
+        ({"tau": float("nan")}, "tau = nan"),
+        ({"p_lower": 1.0}, "p_lower = 1.0"),
+        ({"p_lower": -0.5}, "p_lower = -0.5"),
+        ({"d_max": -1}, "d_max >= 0"),
+        ({"sigma": 0.0}, "sigma > 0"),
+        ({"beta": 1.0}, "beta = 1.0"),
+        ({"vocab_size": 0}, "vocab_size = 0"),
+    ],
+)
+def test_curve_rejects_bad_input(change, fragment):
+    with pytest.raises(InvalidParameterError, match="valid range") as err:
+        hybrid_radius_curve(**{**CURVE, **change})
+    assert fragment in str(err.value)

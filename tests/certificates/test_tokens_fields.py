@@ -1,0 +1,158 @@
+"""Heterogeneous fields: exact enumeration oracle over WHICH positions are attacked."""
+
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from smoothcert.certificates import TokenField, max_certifiable_tokens, token_lower_bound
+from smoothcert.errors import InvalidParameterError
+
+MASK = -1
+
+
+def position_law(kernel, beta, vocab, token):
+    if kernel == "mask":
+        return {token: 1 - beta, MASK: beta}
+    other = beta / (vocab - 1)
+    return {z: (1 - beta if z == token else other) for z in range(vocab)}
+
+
+def enumerate_pair(positions, attacked):
+    clean_laws, adv_laws = [], []
+    for (kernel, beta, vocab), hit in zip(positions, attacked, strict=True):
+        clean_laws.append(position_law(kernel, beta, vocab, 0))
+        adv_laws.append(position_law(kernel, beta, vocab, 1 if hit else 0))
+    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
+    pc, qa = [], []
+    for z in itertools.product(*supports):
+        p = q = Fraction(1)
+        for i, zi in enumerate(z):
+            p *= clean_laws[i].get(zi, 0)
+            q *= adv_laws[i].get(zi, 0)
+        pc.append(p)
+        qa.append(q)
+    return pc, qa
+
+
+def fill_oracle(pc, qa, p_lower):
+    items = sorted((q / p, p) for p, q in zip(pc, qa, strict=True) if p > 0)
+    left, total = Fraction(p_lower), Fraction(0)
+    for ratio, p in items:
+        if left <= 0:
+            break
+        take = min(p, left)
+        total += ratio * take
+        left -= take
+    return float(total)
+
+
+def worst_over_positions(positions, d, p_lower):
+    """min over every set of at most d attacked positions (brute force)."""
+    best = None
+    n = len(positions)
+    for size in range(0, min(d, n) + 1):
+        for subset in itertools.combinations(range(n), size):
+            attacked = [i in subset for i in range(n)]
+            value = fill_oracle(*enumerate_pair(positions, attacked), Fraction(p_lower))
+            best = value if best is None else min(best, value)
+    return best
+
+
+FIELDS_A = [
+    TokenField(0.3, 2, positions=2),
+    TokenField(0.4, 3, positions=1),
+    TokenField(0.6, kernel="mask", positions=1),
+]
+POSITIONS_A = [
+    ("uniform", Fraction(3, 10), 2),
+    ("uniform", Fraction(3, 10), 2),
+    ("uniform", Fraction(2, 5), 3),
+    ("mask", Fraction(3, 5), 0),
+]
+P_GRID = [0.1, 0.45, 0.7, 0.9, 0.97, 0.999]
+
+
+@pytest.mark.parametrize("d", [0, 1, 2, 3, 4, 6])
+def test_fields_equal_enumeration_over_attacked_positions(d):
+    got = token_lower_bound(P_GRID, d=d, fields=FIELDS_A)
+    for p, value in zip(P_GRID, got, strict=True):
+        exact = worst_over_positions(POSITIONS_A, d, p)
+        assert value <= exact + 1e-15
+        assert value == pytest.approx(exact, rel=1e-9, abs=1e-12)
+
+
+def test_unbounded_field_with_a_capped_one():
+    fields = [TokenField(0.25, 5), TokenField(0.5, kernel="mask", positions=1)]
+    for d in [1, 2, 3]:
+        positions = [("uniform", Fraction(1, 4), 5)] * d + [("mask", Fraction(1, 2), 0)]
+        got = token_lower_bound(P_GRID, d=d, fields=fields)
+        for p, value in zip(P_GRID, got, strict=True):
+            assert value == pytest.approx(
+                worst_over_positions(positions, d, p), rel=1e-9, abs=1e-12
+            )
+
+
+def test_identical_fields_merge_into_one_alphabet():
+    fields = [TokenField(0.3, 5, positions=2), TokenField(0.3, 5, positions=1)]
+    p = np.array([0.5, 0.9, 0.99])
+    for d in range(6):
+        expected = token_lower_bound(p, d=min(d, 3), beta=0.3, vocab_size=5)
+        np.testing.assert_allclose(token_lower_bound(p, d=d, fields=fields), expected, rtol=1e-12)
+
+
+def test_single_field_equals_homogeneous_call():
+    p = np.linspace(0, 1, 11)
+    for d in range(4):
+        np.testing.assert_allclose(
+            token_lower_bound(p, d=d, fields=[TokenField(0.2, 7)]),
+            token_lower_bound(p, d=d, beta=0.2, vocab_size=7),
+            rtol=1e-12,
+        )
+
+
+def test_max_tokens_with_fields():
+    fields = [TokenField(0.5, 4), TokenField(0.9, kernel="mask", positions=2)]
+    p = np.array([0.8, 0.99])
+    got = max_certifiable_tokens(p, fields=fields, tau=0.5)
+    assert np.all(got < 25)
+    for pi, g in zip(p, got, strict=True):
+        values = [token_lower_bound(pi, d=d, fields=fields) for d in range(30)]
+        assert g == max([d for d, v in enumerate(values) if v >= 0.5], default=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"fields": [TokenField(0.3, 5)], "beta": 0.3}, "either"),
+        ({"fields": [TokenField(0.3, 5)], "kernel": "mask"}, "kernel of each TokenField"),
+        ({"fields": []}, "non-empty sequence of TokenField"),
+        ({"fields": [(0.3, 5)]}, "TokenField"),
+    ],
+)
+def test_bad_fields(kwargs, fragment):
+    with pytest.raises(InvalidParameterError, match=fragment):
+        token_lower_bound(0.9, d=1, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ({"beta": 1.2, "vocab_size": 5}, "beta = 1.2"),
+        ({"beta": 0.2, "vocab_size": 1}, "vocab_size = 1"),
+        ({"beta": 0.2}, "vocab_size = None"),
+        ({"beta": 0.2, "vocab_size": 5, "kernel": "x"}, "kernel = 'x'"),
+        ({"beta": 0.2, "vocab_size": 5, "positions": 0}, "positions >= 1"),
+    ],
+)
+def test_token_field_validation(args, fragment):
+    with pytest.raises(InvalidParameterError, match="valid range") as err:
+        TokenField(**args)
+    assert fragment in str(err.value)
+
+
+def test_too_many_allocations_is_refused():
+    fields = [TokenField(0.1 + 0.02 * i, 5) for i in range(20)]
+    with pytest.raises(InvalidParameterError, match="allocations"):
+        token_lower_bound(0.9, d=12, fields=fields)
