@@ -1,1 +1,49 @@
-"""smoothcert.reports."""
+"""Reports from result files: certified accuracy, ACR, tables, plots, TSV export.
+
+Reads the JSON-lines files written by :func:`smoothcert.runner.run_certification`
+(format in :mod:`smoothcert.runner.store`); never imports torch.
+
+Example:
+    >>> from pathlib import Path
+    >>> rec = {"index": 0, "label": 0, "correct": True, "abstained": False, "radius": 0.4}
+    >>> toy = ResultFile(path=Path("toy.jsonl"), header={}, records=[rec])
+    >>> average_certified_radius(toy), certified_accuracy(toy, [0.0, 0.5]).tolist()
+    (0.4, [1.0, 0.0])
+"""
+
+from smoothcert.reports.export import TSV_COLUMNS, export_tsv, tsv_text
+from smoothcert.reports.metrics import (
+    Summary,
+    abstain_rate,
+    average_certified_radius,
+    certified_accuracy,
+    default_radii,
+    parse_radii,
+    summarize,
+)
+from smoothcert.reports.plot import certified_accuracy_curve, plot_certified_accuracy
+from smoothcert.reports.results import ResultFile, default_labels, load_many, load_results
+from smoothcert.reports.tables import latex_table, markdown_table, radius_grid, summaries
+
+__all__ = [
+    "TSV_COLUMNS",
+    "ResultFile",
+    "Summary",
+    "abstain_rate",
+    "average_certified_radius",
+    "certified_accuracy",
+    "certified_accuracy_curve",
+    "default_labels",
+    "default_radii",
+    "export_tsv",
+    "latex_table",
+    "load_many",
+    "load_results",
+    "markdown_table",
+    "parse_radii",
+    "plot_certified_accuracy",
+    "radius_grid",
+    "summaries",
+    "summarize",
+    "tsv_text",
+]

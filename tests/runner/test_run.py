@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from smoothcert.errors import InvalidParameterError, ResultStoreError
+from smoothcert.records import CertifyResult
+from smoothcert.runner import RunConfig, read_results
+from smoothcert.runner.config import example_seed
+from smoothcert.runner.run import (
+    RunProgress,
+    certify_example,
+    check_device,
+    model_fingerprint,
+    run_certification,
+)
+
+
+def without_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def by_index(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {r["index"]: r for r in without_time(records)}
+
+
+def test_run_writes_one_record_per_example(tmp_path, toy_model, toy_dataset, toy_config) -> None:
+    events: list[RunProgress] = []
+    path = run_certification(
+        toy_config,
+        tmp_path / "run.jsonl",
+        model=toy_model,
+        dataset=toy_dataset,
+        progress=events.append,
+    )
+    contents = read_results(path)
+    header, records = contents.header, contents.records
+    assert header["config"] == toy_config.to_dict()
+    assert header["config_hash"] == toy_config.config_hash()
+    assert header["device"] == "cpu"
+    assert header["model_fingerprint"] == model_fingerprint(toy_model)
+    assert [r["index"] for r in records] == toy_dataset.indices.tolist()
+    for rec, label in zip(records, toy_dataset.labels, strict=True):
+        assert rec["type"] == "record" and rec["label"] == int(label)
+        assert rec["seed"] == example_seed(0, rec["index"])
+        assert rec["correct"] == (not rec["abstained"] and rec["prediction"] == rec["label"])
+        assert sum(rec["counts_selection"]) == 10 and sum(rec["counts_estimation"]) == 100
+        assert rec["params"]["sigma"] == 0.25 and rec["params"]["batch_size"] == 32
+        fields = {k: v for k, v in rec.items() if k not in ("type", "index", "label", "correct")}
+        CertifyResult.from_dict(fields)  # the record embeds a valid CertifyResult
+    assert any(r["correct"] for r in records) and not all(r["correct"] for r in records)
+    assert [e.done for e in events] == list(range(9))
+    assert events[0].record is None and all(e.total == 8 for e in events)
+
+
+def test_rerun_is_a_no_op(tmp_path, toy_model, toy_dataset, toy_config) -> None:
+    path = tmp_path / "run.jsonl"
+    run_certification(toy_config, path, model=toy_model, dataset=toy_dataset)
+    before = path.read_bytes()
+    events: list[RunProgress] = []
+    run_certification(
+        toy_config, path, model=toy_model, dataset=toy_dataset, progress=events.append
+    )
+    assert path.read_bytes() == before
+    assert [(e.done, e.total, e.resumed) for e in events] == [(8, 8, 8)]
+
+
+def test_records_do_not_depend_on_order_or_sharding(
+    tmp_path, toy_model, toy_dataset, toy_config
+) -> None:
+    full = read_results(
+        run_certification(toy_config, tmp_path / "full.jsonl", model=toy_model, dataset=toy_dataset)
+    ).records
+    # two interleaved shards written into one file, in reverse order of shards
+    merged = tmp_path / "sharded.jsonl"
+    for start in (1, 0):
+        shard = dataclasses.replace(toy_config, start=start, skip=2)
+        run_certification(shard, merged, model=toy_model, dataset=toy_dataset)
+    sharded = read_results(merged).records
+    assert [r["index"] for r in sharded[:2]] == [103, 109]
+    assert by_index(sharded) == by_index(full)
+
+
+def test_extending_num_examples_appends(tmp_path, toy_model, toy_dataset, toy_config) -> None:
+    path = tmp_path / "run.jsonl"
+    first = dataclasses.replace(toy_config, num_examples=3)
+    run_certification(first, path, model=toy_model, dataset=toy_dataset)
+    assert len(read_results(path).records) == 3
+    run_certification(toy_config, path, model=toy_model, dataset=toy_dataset)
+    full = run_certification(
+        toy_config, tmp_path / "full.jsonl", model=toy_model, dataset=toy_dataset
+    )
+    assert without_time(read_results(path).records) == without_time(read_results(full).records)
+
+
+def test_resume_after_truncating_the_last_line(
+    tmp_path, toy_model, toy_dataset, toy_config
+) -> None:
+    reference = run_certification(
+        toy_config, tmp_path / "ref.jsonl", model=toy_model, dataset=toy_dataset
+    )
+    data = reference.read_bytes()
+    # keep 5 records and half of the 6th (a crash mid-write)
+    offsets = [i for i, b in enumerate(data) if b == ord("\n")]
+    cut = offsets[5] + (offsets[6] - offsets[5]) // 2
+    crashed = tmp_path / "crashed.jsonl"
+    crashed.write_bytes(data[:cut])
+    events: list[RunProgress] = []
+    run_certification(
+        toy_config, crashed, model=toy_model, dataset=toy_dataset, progress=events.append
+    )
+    assert events[0].resumed == 5
+    assert without_time(read_results(crashed).records) == without_time(
+        read_results(reference).records
+    )
+
+
+def test_other_config_is_refused_before_any_work(
+    tmp_path, toy_model, toy_dataset, toy_config
+) -> None:
+    path = tmp_path / "run.jsonl"
+    run_certification(toy_config, path, model=toy_model, dataset=toy_dataset)
+    before = path.read_bytes()
+    other = dataclasses.replace(toy_config, n=200)
+    with pytest.raises(ResultStoreError) as info:
+        run_certification(other, path, model=toy_model, dataset=toy_dataset)
+    message = str(info.value)
+    assert toy_config.config_hash() in message and other.config_hash() in message
+    assert "n: 100 in the file, 200 now" in message and str(path) in message
+    assert path.read_bytes() == before
+
+
+def test_other_weights_are_refused(tmp_path, toy_model, toy_dataset, toy_config) -> None:
+    path = tmp_path / "run.jsonl"
+    run_certification(
+        dataclasses.replace(toy_config, num_examples=2), path, model=toy_model, dataset=toy_dataset
+    )
+    before = path.read_bytes()
+    retrained = copy.deepcopy(toy_model)
+    with torch.no_grad():
+        retrained[1].bias.add_(0.01)
+    with pytest.raises(ResultStoreError, match="fingerprint"):
+        run_certification(toy_config, path, model=retrained, dataset=toy_dataset)
+    assert path.read_bytes() == before
+
+
+def test_certify_example_is_pure(toy_model, toy_dataset, toy_config) -> None:
+    image, label, index = toy_dataset.images[2], int(toy_dataset.labels[2]), 106
+    a = certify_example(toy_config, toy_model, image, label=label, index=index)
+    b = certify_example(toy_config, toy_model, torch.as_tensor(image), label=label, index=index)
+    c = certify_example(toy_config, toy_model, image, label=label, index=index + 1)
+    assert without_time([a]) == without_time([b])
+    assert a["seed"] != c["seed"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "needle"),
+    [
+        ({"device": "gpu"}, InvalidParameterError, "device = 'gpu'"),
+        ({"device": "tpu"}, InvalidParameterError, "device = 'tpu'"),
+        ({"start": 8}, InvalidParameterError, "start = 8"),
+    ],
+)
+def test_invalid_runs_fail_before_writing(
+    tmp_path, toy_model, toy_dataset, toy_config, kwargs, error, needle
+) -> None:
+    device = kwargs.pop("device", "cpu")
+    config = dataclasses.replace(toy_config, **kwargs)
+    path = tmp_path / "run.jsonl"
+    with pytest.raises(error, match="valid") as info:
+        run_certification(config, path, device=device, model=toy_model, dataset=toy_dataset)
+    assert needle in str(info.value)
+    assert not path.exists()
+
+
+def test_mismatched_or_broken_datasets_are_rejected(
+    tmp_path, toy_model, toy_dataset, toy_config
+) -> None:
+    path = tmp_path / "run.jsonl"
+    renamed = dataclasses.replace(toy_dataset, name="other")
+    with pytest.raises(InvalidParameterError, match="does not match"):
+        run_certification(toy_config, path, model=toy_model, dataset=renamed)
+    dup = dataclasses.replace(toy_dataset, indices=np.zeros(8, dtype=np.int64))
+    with pytest.raises(InvalidParameterError, match="unique"):
+        run_certification(toy_config, path, model=toy_model, dataset=dup)
+    with pytest.raises(InvalidParameterError, match="RunConfig"):
+        run_certification({"n": 1}, path, model=toy_model, dataset=toy_dataset)  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="directory"):
+        run_certification(toy_config, tmp_path, model=toy_model, dataset=toy_dataset)
+    assert not path.exists()
+
+
+def test_wrong_model_output_is_rejected(tmp_path, toy_dataset, toy_config) -> None:
+    four_classes = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4)).eval()
+    with pytest.raises(InvalidParameterError, match="num_classes"):
+        run_certification(
+            toy_config, tmp_path / "run.jsonl", model=four_classes, dataset=toy_dataset
+        )
+
+
+def test_check_device() -> None:
+    assert check_device("cpu") == torch.device("cpu")
+    assert check_device(torch.device("cpu")).type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidParameterError, match="CUDA is not available"):
+            check_device("cuda")
+
+
+def test_bundled_names_are_checked_before_loading(tmp_path, monkeypatch) -> None:
+    models = pytest.importorskip("smoothcert.models")
+    if not hasattr(models, "list_models"):
+        pytest.skip("smoothcert.models not available yet")
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model must not be loaded for an invalid run")
+
+    monkeypatch.setattr(models, "load_model", forbidden)
+    path = tmp_path / "run.jsonl"
+    cases = [
+        (RunConfig(model="no_such_model"), "model = 'no_such_model'"),
+        (RunConfig(dataset="no_such_data"), "dataset = 'no_such_data'"),
+        (RunConfig(split="validation"), "split = 'validation'"),
+        (RunConfig(sigma=0.3), "sigma = 0.3"),
+    ]
+    for config, needle in cases:
+        with pytest.raises(InvalidParameterError, match="valid values") as info:
+            run_certification(config, path)
+        assert needle in str(info.value)
+    assert not path.exists()

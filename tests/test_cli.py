@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smoothcert.certificates.gaussian import gaussian_radius, max_certifiable_radius
+from smoothcert.cli import app
+from smoothcert.runner.store import make_header
+from smoothcert.stats.binomial import clopper_pearson_lower
+
+runner = CliRunner()
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_one_line_error(result, *needles: str, code: int = 2) -> None:
+    assert result.exit_code == code, (result.exit_code, result.output)
+    err = result.stderr
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def write_results(path: Path, radii: list[float | None]) -> Path:
+    lines = [json.dumps(make_header({"sigma": 0.25}, "h" * 64))]
+    for i, r in enumerate(radii):
+        abstained = r is None
+        lines.append(
+            json.dumps(
+                {
+                    "type": "record",
+                    "index": i,
+                    "label": 1,
+                    "correct": not abstained,
+                    "prediction": None if abstained else 1,
+                    "abstained": abstained,
+                    "radius": 0.0 if abstained else r,
+                    "seconds": 0.5,
+                }
+            )
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    return (
+        write_results(tmp_path / "a.jsonl", [0.3, 0.6, None, 1.2]),
+        write_results(tmp_path / "b.jsonl", [0.1, None]),
+    )
+
+
+# ------------------------------------------------------------------ radius
+
+
+def test_radius_prints_bound_radius_and_max() -> None:
+    result = invoke("radius", "--k", "990", "-n", "1000", "--alpha", "0.001", "--sigma", "0.25")
+    assert result.exit_code == 0, result.output
+    p_lower = float(clopper_pearson_lower(990, 1000, alpha=0.001))
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"p_lower = {p_lower:.6f}")
+    assert lines[1].startswith(f"radius  = {float(gaussian_radius(p_lower, sigma=0.25)):.6f}")
+    best = max_certifiable_radius(n=1000, alpha=0.001, sigma=0.25)
+    assert f"max certifiable radius with n=1000, alpha=0.001: {best:.6f}" in lines[2]
+
+
+def test_radius_top2_and_abstain() -> None:
+    top2 = invoke(
+        "radius", "--k", "990", "--n", "1000", "--sigma", "0.25", "--top2", "--k-runner-up", "5"
+    )
+    assert top2.exit_code == 0 and "p_upper = " in top2.stdout
+    assert "radius  = 0.50" in top2.stdout
+    low = invoke("radius", "--k", "400", "-n", "1000", "--sigma", "1")
+    assert low.exit_code == 0 and "abstain" in low.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--k", "2000", "-n", "1000", "--sigma", "1"], ["k = 2000", "0 <= k <= 1000"]),
+        (["--k", "5", "-n", "0", "--sigma", "1"], ["n = 0"]),
+        (["--k", "5", "-n", "10", "--sigma", "-1"], ["sigma = -1.0", "sigma > 0"]),
+        (["--k", "5", "-n", "10", "--sigma", "1", "--alpha", "1.5"], ["alpha = 1.5"]),
+        (["--k", "abc", "-n", "10", "--sigma", "1"], ["--k", "'abc'"]),
+        (["--k", "5", "-n", "10", "--sigma", "1", "--top2", "--k-runner-up", "9"], ["= 9"]),
+        (["-n", "10", "--sigma", "1"], ["Missing option '--k'"]),
+    ],
+)
+def test_radius_bad_input(args: list[str], needles: list[str]) -> None:
+    assert_one_line_error(invoke("radius", *args), *needles)
+
+
+# ------------------------------------------------------------------ report / export
+
+
+def test_report_markdown(files: tuple[Path, Path]) -> None:
+    result = invoke("report", *map(str, files), "--radii", "0,0.5,1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| radius | a | b |"
+    assert lines[2:5] == ["| 0 | 75.0% | 50.0% |", "| 0.5 | 50.0% | 0.0% |", "| 1 | 25.0% | 0.0% |"]
+    assert lines[5] == "| ACR | 0.525 | 0.050 |"
+    assert lines[6] == "| abstained | 25.0% | 50.0% |"
+    assert lines[7] == "| examples | 4 | 2 |"
+
+
+def test_report_latex_plot_and_labels(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    png = tmp_path / "curve.png"
+    result = invoke(
+        "report", *map(str, files), "--latex", "--plot", str(png), "--label", "x_1", "--label", "y"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(r"\begin{tabular}{lrr}")
+    assert r"radius & x\_1 & y \\" in result.stdout
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_report_bad_input(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    assert_one_line_error(invoke("report", str(files[0]), "--radii", "0,x"), "radius = 'x'")
+    assert_one_line_error(invoke("report", str(files[0]), "--radii", "-1"), "radius = -1.0")
+    missing = tmp_path / "missing.jsonl"
+    assert_one_line_error(invoke("report", str(missing)), str(missing), "does not exist", code=1)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(files[0].read_text().replace('"index": 1,', '"index": 1', 1))
+    assert_one_line_error(invoke("report", str(broken)), "line 3 of 5 is corrupt", code=1)
+    assert_one_line_error(invoke("report"), "Missing argument")
+
+
+def test_export_tsv(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    result = invoke("export", str(files[0]), "--format", "tsv")
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert rows[0] == ["idx", "label", "predict", "radius", "correct", "time"]
+    assert rows[3] == ["2", "1", "-1", "0.0", "0", "0:00:00.500000"]
+    out = tmp_path / "a.tsv"
+    to_file = invoke("export", str(files[0]), "--output", str(out))
+    assert to_file.exit_code == 0 and out.read_text() == result.stdout
+    assert_one_line_error(invoke("export", str(files[0]), "--format", "csv"), "format = 'csv'")
+
+
+# ------------------------------------------------------------------ certify: bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--alpha", "2"], ["alpha = 2.0", "0 < alpha < 1"]),
+        (["--sigma", "0"], ["sigma = 0.0"]),
+        (["-n", "0"], ["n = 0"]),
+        (["--n0", "-5"], ["n0 = -5"]),
+        (["--batch-size", "0"], ["batch_size = 0"]),
+        (["--num-examples", "0"], ["num_examples = 0"]),
+        (["--skip", "0"], ["skip = 0"]),
+        (["--seed", "-1"], ["seed = -1"]),
+        (["--device", "gpu"], ["device = 'gpu'"]),
+        (["--radii", "0,a"], ["radius = 'a'"]),
+        (["--num-examples", "x"], ["--num-examples", "'x'"]),
+    ],
+)
+def test_certify_bad_input_fails_fast(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    out = tmp_path / "out.jsonl"
+    assert_one_line_error(invoke("certify", "--output", str(out), *args), *needles)
+    assert not out.exists()
+
+
+def test_certify_refuses_other_config(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    before = files[0].read_bytes()
+    result = invoke("certify", "--output", str(files[0]), "--no-progress")
+    assert_one_line_error(result, "h" * 64, str(files[0]), "refusing to append", code=1)
+    assert files[0].read_bytes() == before
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("smoothcert ")
+
+
+# ------------------------------------------------------------------ train
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--sigma", "0"], "sigma = 0.0"), (["--epochs", "0"], "epochs = 0")],
+)
+def test_train_bad_input_fails_before_training(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    out = tmp_path / "weights"
+    assert_one_line_error(invoke("train", "--out-dir", str(out), *args), needle)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ certify: a real run
+
+
+def _bundled_model_available() -> bool:
+    try:
+        from smoothcert.models import load_model
+
+        load_model("digits_cnn", sigma=0.25)
+    except Exception:  # noqa: BLE001 - missing assets
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _bundled_model_available(), reason="bundled digits_cnn not available")
+def test_certify_small_run_writes_results_table_and_png(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smoothcert.cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(smoothcert.cli, "LOG_EVERY_S", 0.0)  # a progress line per example
+    args = ["certify", "--n0", "10", "-n", "100", "--alpha", "0.01", "--num-examples", "3"]
+    result = invoke(*args, "--skip", "7", "--radii", "0,0.1")
+    assert result.exit_code == 0, result.output
+    # default output path: the config differs from the default, so a hash suffix is added
+    (out,) = (tmp_path / "results").glob("digits_cnn_sigma0.25_*.jsonl")
+    assert out.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
+    assert result.stdout.splitlines()[0] == f"| radius | {out.stem} |"
+    assert "| examples | 3 |" in result.stdout
+    assert "certify 3/3" in result.stderr
+    assert f"results: {out.relative_to(tmp_path)}\n" in result.stderr
+    assert "Traceback" not in result.output and "\n\n" not in result.stderr
+    from smoothcert.data import load_dataset
+    from smoothcert.reports import load_results
+
+    expected = load_dataset("digits", "test").indices[[0, 7, 14]].tolist()
+    assert [r["index"] for r in load_results(out).records] == expected
+    # the same command again resumes with nothing to do
+    again = invoke(*args, "--skip", "7", "--radii", "0,0.1")
+    assert again.exit_code == 0 and "resuming: 3 of 3" in again.stderr
