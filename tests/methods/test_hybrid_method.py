@@ -1,17 +1,35 @@
 """Hybrid text+image certification against closed forms and linear-model oracles."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import binom, norm
 
+from smoothcert.certificates import hybrid_radius_curve
 from smoothcert.certificates.gaussian import gaussian_radius
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods import threats
 from smoothcert.methods.hybrid import certify
 from smoothcert.records import CertifyResult
+from smoothcert.stats.binomial import clopper_pearson_lower
+
+
+def _load_token_oracles():
+    """The exact-enumeration oracle of test_tokens_method.py (tests are not a package)."""
+    path = Path(__file__).with_name("test_tokens_method.py")
+    spec = importlib.util.spec_from_file_location("_token_method_oracles", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ORACLES = _load_token_oracles()
+brute_force_radius = _ORACLES.brute_force_radius
 
 
 class LinearImage(torch.nn.Module):
@@ -56,6 +74,24 @@ class Constant(torch.nn.Module):
         out = torch.zeros(toks.shape[0], 3)
         out[:, 1] = 1.0
         return out
+
+
+def _expected_curve(res, *, d_max, sigma, beta, vocab, tau=0.5, kernel="uniform"):
+    """The library's curve at the result's p_lower, cut after the certified d (staircase)."""
+    curve = np.asarray(
+        hybrid_radius_curve(
+            res.p_lower,
+            d_max=d_max,
+            sigma=sigma,
+            beta=beta,
+            vocab_size=vocab,
+            tau=tau,
+            kernel=kernel,
+        ),
+        dtype=np.float64,
+    ).copy()
+    curve[res.params["d_certified"] + 1 :] = 0.0
+    return tuple(curve.tolist())
 
 
 class Recorder(torch.nn.Module):
@@ -155,21 +191,89 @@ def test_mask_kernel_curve_matches_closed_form():
 
 
 def test_constant_model_certifies_every_d():
+    n, alpha, sigma, beta, vocab = 2000, 0.001, 0.25, 0.9, 1000
     res = certify(
         Constant().eval(),
         TOKENS,
         torch.zeros(2, 3),
-        sigma=0.25,
-        beta=0.9,
-        alphabet=1000,
+        sigma=sigma,
+        beta=beta,
+        alphabet=vocab,
         n0=10,
-        n=2000,
-        alpha=0.001,
+        n=n,
+        alpha=alpha,
         threat=threats.anywhere(d_max=3),
     )
     assert res.prediction == 1 and res.params["d_certified"] == 3
-    assert all(r > 0 for r in res.radius_curve)
-    assert res.counts_estimation == (0, 2000, 0)
+    assert res.counts_estimation == (0, n, 0)
+    # Every vote for the class: p_lower = alpha^(1/n) minus the token sampler's TV bound
+    # (6 eligible positions, V - 1 = 999 not a power of two, beta on the 2**-62 grid).
+    tv = 6 * (999 * 2.0**-63)
+    assert res.params["sampling_tv_bound"] == pytest.approx(tv, rel=1e-12)
+    assert res.params["p_lower_cp"] == pytest.approx(alpha ** (1 / n), rel=1e-12)
+    assert res.p_lower == res.params["p_lower_cp"] - res.params["sampling_tv_bound"]
+    expected = hybrid_radius_curve(
+        res.p_lower, d_max=3, sigma=sigma, beta=beta, vocab_size=vocab, tau=0.5
+    )
+    assert res.radius_curve == tuple(expected.tolist())
+    assert all(r > 0 for r in res.radius_curve) and res.radius == res.radius_curve[0]
+    assert res.radius == pytest.approx(float(gaussian_radius(res.p_lower, sigma=sigma)), rel=1e-9)
+
+
+@pytest.mark.parametrize("vocab, beta", [(3, 0.3), (4, 0.4)])
+def test_alphabet_size_reaches_the_certificate_and_the_curve(vocab, beta):
+    sigma, n, alpha = 0.25, 2000, 0.001
+    res = certify(
+        Constant().eval(),
+        torch.zeros(6, dtype=torch.int64),
+        torch.zeros(4),
+        sigma=sigma,
+        beta=beta,
+        alphabet=vocab,
+        n0=10,
+        n=n,
+        alpha=alpha,
+        threat=threats.anywhere(d_max=5),
+    )
+    kw = {"d_max": 5, "tau": 0.5, "majority": True, "beta": beta}
+    expected_d = brute_force_radius(res.p_lower, vocab_size=vocab, **kw)
+    assert expected_d != brute_force_radius(res.p_lower, vocab_size=vocab + 1, **kw)
+    assert res.params["d_certified"] == expected_d and res.params["vocab_size"] == vocab
+    curve = _expected_curve(res, d_max=5, sigma=sigma, beta=beta, vocab=vocab)
+    assert res.radius_curve == curve
+    assert curve != _expected_curve(res, d_max=5, sigma=sigma, beta=beta, vocab=10 * vocab)
+    assert all(r > 0 for r in curve[: expected_d + 1]) and all(
+        r == 0 for r in curve[expected_d + 1 :]
+    )
+
+
+def test_p_lower_is_clopper_pearson_minus_the_tv_bound_safety_mode():
+    vocab, sigma, n, alpha, tau = 30_522, 0.5, 3000, 0.001, 1e-3
+    res = certify(
+        Constant().eval(),
+        torch.arange(10),
+        torch.zeros(4),
+        sigma=sigma,
+        beta=0.5,
+        alphabet=vocab,
+        n0=25,
+        n=n,
+        alpha=alpha,
+        tau=tau,
+        target=1,
+        threat=threats.anywhere(d_max=2),
+    )
+    tv = 10 * ((vocab - 1) * 2.0**-63)
+    assert res.params["sampling_tv_bound"] == pytest.approx(tv, rel=1e-12) and tv > 0
+    assert res.params["p_lower_cp"] == float(clopper_pearson_lower(n, n, alpha=alpha))
+    assert res.p_lower == max(0.0, res.params["p_lower_cp"] - res.params["sampling_tv_bound"])
+    assert res.p_lower < res.params["p_lower_cp"]
+    assert res.params["certified_not_flagged"] is False
+    # n0 is ignored in safety-filter mode: no selection sample is drawn.
+    assert res.n0 == 0 and res.counts_selection == () and res.params["n0_requested"] == 25
+    assert res.radius_curve == _expected_curve(
+        res, d_max=2, sigma=sigma, beta=0.5, vocab=vocab, tau=tau
+    )
 
 
 def test_joint_filter_tiny_tau_is_sound_against_the_real_attack():
@@ -208,11 +312,22 @@ def test_joint_filter_tiny_tau_is_sound_against_the_real_attack():
 
 
 def test_p_lower_coverage_over_repeated_runs():
-    beta, vocab, sigma, alpha, runs = 0.3, 4, 0.5, 0.1, 120
+    """Miss rate of p_lower matches the exact Clopper-Pearson miss rate (<= alpha).
+
+    For K ~ Binomial(n, p_true) the probability that the CP bound at alpha exceeds
+    p_true is computed exactly (q, about 0.094 here); the TV correction only lowers
+    p_lower. The observed misses must lie inside the 1e-4 tails of Binomial(runs, q):
+    a bound at level 2 alpha (q about 0.19) fails the upper check with probability 0.99.
+    """
+    beta, vocab, sigma, alpha, runs, n = 0.3, 4, 0.5, 0.1, 500, 200
     w = torch.tensor([1.0, -1.0, 0.5])
     x = torch.tensor([0.1, 0.0, 0.0])
     model = JointFilter(0, 0, w, 0.0).eval()
     p_true = (1 - beta) * norm.cdf(float(x @ w) / (sigma * float(w.norm())))
+    ks = np.arange(n + 1)
+    lows = np.array([float(clopper_pearson_lower(int(k), n, alpha=alpha)) for k in ks])
+    q = float(binom.pmf(ks, n, p_true)[lows > p_true].sum())
+    assert 0.05 < q <= alpha
     misses = 0
     for i in range(runs):
         res = certify(
@@ -223,15 +338,16 @@ def test_p_lower_coverage_over_repeated_runs():
             beta=beta,
             alphabet=vocab,
             n0=0,
-            n=200,
+            n=n,
             alpha=alpha,
             tau=0.01,
             target=1,
             seed=100 + i,
-            batch_size=200,
+            batch_size=n,
         )
         misses += res.p_lower > p_true
-    assert misses <= binom.ppf(1 - 1e-4, runs, alpha)
+    assert misses <= binom.ppf(1 - 1e-4, runs, q)
+    assert misses >= binom.ppf(1e-4, runs, q)
 
 
 def test_seeds_independent_stages_and_one_generator():
@@ -298,3 +414,58 @@ def test_abstains_when_p_lower_below_half():
     assert res.abstained and res.radius == 0.0 and res.radius_curve == (0.0, 0.0, 0.0)
     assert res.params["d_certified"] == -1
     assert math.isfinite(res.p_lower) and not np.isnan(res.p_lower)
+
+
+class SwitchesAfter(torch.nn.Module):
+    """Stateful: after the clean probe, class 0 for the first ``first`` samples, then 1."""
+
+    def __init__(self, first):
+        super().__init__()
+        self.first, self.seen = first, None
+
+    def forward(self, toks, imgs):
+        b = toks.shape[0]
+        out = torch.zeros(b, 2)
+        if self.seen is None:  # the clean probe
+            self.seen = 0
+            out[:, 1] = 1.0
+            return out
+        cls = (torch.arange(self.seen, self.seen + b) >= self.first).long()
+        out[torch.arange(b), cls] = 1.0
+        self.seen += b
+        return out
+
+
+def test_class_is_chosen_from_the_selection_samples_only():
+    """Choosing from the estimation counts would certify class 1 with a large radius."""
+    res = certify(
+        SwitchesAfter(100).eval(),
+        TOKENS,
+        torch.zeros(8),
+        sigma=0.5,
+        beta=0.3,
+        alphabet=10,
+        n0=100,
+        n=1000,
+        alpha=0.01,
+        batch_size=64,
+    )
+    assert res.counts_selection == (100, 0) and res.counts_estimation == (0, 1000)
+    assert res.params["selected_class"] == 0
+    assert res.abstained and res.prediction is None and res.p_lower == 0.0
+    assert res.radius == 0.0 and set(res.radius_curve) == {0.0}
+    assert res.params["d_certified"] == -1
+
+
+def test_curve_is_cut_after_the_last_d_certified_at_r_zero(monkeypatch):
+    """The staircase cut: nothing is certified past d_certified, whatever the curve says."""
+    import smoothcert.methods.hybrid as hybrid_module
+
+    kw = dict(sigma=0.25, beta=0.9, alphabet=1000, n0=10, n=2000, alpha=0.001)
+    threat = threats.anywhere(d_max=3)
+    full = certify(Constant().eval(), TOKENS, torch.zeros(4), threat=threat, **kw)
+    assert full.params["d_certified"] == 3 and all(r > 0 for r in full.radius_curve)
+    monkeypatch.setattr(hybrid_module, "certified_tokens", lambda *a, **k: 1)
+    cut = certify(Constant().eval(), TOKENS, torch.zeros(4), threat=threat, **kw)
+    assert cut.params["d_certified"] == 1
+    assert cut.radius_curve == (*full.radius_curve[:2], 0.0, 0.0)

@@ -1,15 +1,18 @@
 """Token substitution certification against exact enumeration on tiny alphabets."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
 import torch
 
+from smoothcert.certificates import token_lower_bound
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods import threats
-from smoothcert.methods.tokens import certify
+from smoothcert.methods.tokens import _Mode, bound_class, certified_tokens, certify, check_mode
 from smoothcert.records import CertifyResult
+from smoothcert.stats.binomial import clopper_pearson_lower, clopper_pearson_upper
 
 
 def brute_force_lower(p_lower, *, d, beta, vocab_size, kernel="uniform"):
@@ -374,3 +377,305 @@ def test_threat_factories_validate_d_max():
         threats.positions([0, 4]).apply(torch.arange(4))
     applied = threats.positions(torch.tensor([True, False, True])).apply(torch.arange(3))
     assert applied.eligible.tolist() == [0, 2] and applied.d_max == 2
+
+
+class SwitchesAfter(torch.nn.Module):
+    """Stateful: after the clean probe, class 0 for the first ``first`` samples, then 1.
+
+    Choosing the class from the estimation counts would pick class 1 (and certify it);
+    choosing from the n0 selection samples picks class 0, which the estimation samples
+    never vote for.
+    """
+
+    def __init__(self, first):
+        super().__init__()
+        self.first, self.seen = first, None
+
+    def forward(self, toks, *rest):
+        b = toks.shape[0]
+        out = torch.zeros(b, 2)
+        if self.seen is None:  # the clean probe
+            self.seen = 0
+            out[:, 1] = 1.0
+            return out
+        cls = (torch.arange(self.seen, self.seen + b) >= self.first).long()
+        out[torch.arange(b), cls] = 1.0
+        self.seen += b
+        return out
+
+
+def test_class_is_chosen_from_the_selection_samples_only():
+    res = certify(
+        SwitchesAfter(100).eval(),
+        torch.tensor([0, 1, 2, 3]),
+        beta=0.3,
+        alphabet=5,
+        n0=100,
+        n=1000,
+        alpha=0.01,
+        batch_size=64,  # batches straddle the switch
+    )
+    assert res.counts_selection == (100, 0) and res.counts_estimation == (0, 1000)
+    assert res.params["selected_class"] == 0
+    assert res.abstained and res.prediction is None and res.radius == 0.0
+    assert res.p_lower == 0.0
+
+
+def _never_flags():
+    return Constant(0, 2).eval()
+
+
+def test_p_lower_is_clopper_pearson_minus_the_tv_bound():
+    """Direction and size of the kernel correction (V - 1 = 30521: non-zero TV bound)."""
+    vocab, length, n, alpha = 30_522, 10, 2000, 0.001
+    res = certify(
+        Constant(1, 2).eval(),
+        torch.arange(length),
+        beta=0.9,
+        alphabet=vocab,
+        n0=20,
+        n=n,
+        alpha=alpha,
+    )
+    tv = length * ((vocab - 1) * 2.0**-63)  # beta = 0.9 lies on the 2**-62 grid
+    assert res.params["sampling_tv_bound"] == pytest.approx(tv, rel=1e-12) and tv > 0
+    p_cp = res.params["p_lower_cp"]
+    assert (
+        p_cp
+        == float(clopper_pearson_lower(n, n, alpha=alpha))
+        == pytest.approx(alpha ** (1 / n), rel=1e-12)
+    )
+    assert res.p_lower == max(0.0, p_cp - res.params["sampling_tv_bound"])
+    assert res.p_lower < p_cp
+
+
+@pytest.mark.parametrize("offset", [-2.0, -0.5, 0.0, 0.5, 2.0])
+def test_certified_not_flagged_adds_the_tv_bound_to_the_upper_bound(offset):
+    """certified_not_flagged iff p_upper + tv < tau, probed around the boundary."""
+    vocab, length, n, alpha = 30_522, 10, 3000, 0.001
+    tv = length * ((vocab - 1) * 2.0**-63)
+    p_upper = float(clopper_pearson_upper(0, n, alpha=alpha))  # the model never flags
+    tau = p_upper + tv + offset * tv
+    res = certify(
+        _never_flags(),
+        torch.arange(length),
+        beta=0.5,
+        alphabet=vocab,
+        n0=0,
+        n=n,
+        alpha=alpha,
+        tau=tau,
+        target=1,
+    )
+    assert res.params["target_p_upper"] == p_upper
+    tv_rec = res.params["sampling_tv_bound"]
+    assert tv_rec == pytest.approx(tv, rel=1e-12)
+    assert res.params["certified_not_flagged"] is (p_upper + tv_rec < tau)
+    assert res.params["certified_not_flagged"] is (offset > 0)
+    assert res.p_lower == 0.0 and res.abstained
+
+
+def test_bound_class_direction_with_a_large_tv_bound():
+    mode = check_mode(
+        tau=0.2, target=1, n0=0, n=1000, alpha=0.01, batch_size=10, seed=0, num_classes=None
+    )
+    counts = np.array([800, 200], dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    tv = 0.01
+    cls, p_lower, extra = bound_class(mode, empty, counts, tv_bound=tv)
+    p_cp = float(clopper_pearson_lower(200, 1000, alpha=0.01))
+    p_up = float(clopper_pearson_upper(200, 1000, alpha=0.01))
+    assert cls == 1 and p_lower == p_cp - tv and extra["p_lower_cp"] == p_cp
+    for tau, expected in [(p_up + 0.5 * tv, False), (p_up + 1.5 * tv, True)]:
+        mode_tau = check_mode(
+            tau=tau, target=1, n0=0, n=1000, alpha=0.01, batch_size=10, seed=0, num_classes=None
+        )
+        assert bound_class(mode_tau, empty, counts, tv_bound=tv)[2]["certified_not_flagged"] is (
+            expected
+        )
+    # Floored at 0, never negative.
+    assert bound_class(mode, empty, np.array([1000, 0]), tv_bound=tv)[1] == 0.0
+
+
+def test_tv_bound_is_subtracted_in_majority_mode_with_selection_counts():
+    mode = check_mode(
+        tau=0.5, target=None, n0=10, n=100, alpha=0.05, batch_size=10, seed=0, num_classes=None
+    )
+    cls, p_lower, _ = bound_class(mode, np.array([2, 8]), np.array([5, 95]), tv_bound=0.125)
+    assert cls == 1
+    assert p_lower == float(clopper_pearson_lower(95, 100, alpha=0.05)) - 0.125
+
+
+def _p_with_bound_exactly(target, *, d, **kw):
+    """Smallest float p with token_lower_bound(p, d) == target exactly (bisection)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if float(token_lower_bound(mid, d=d, **kw)) < target:
+            lo = mid
+        else:
+            hi = mid
+    assert float(token_lower_bound(hi, d=d, **kw)) == target
+    return hi
+
+
+def test_majority_rule_is_strict():
+    mode = _Mode(tau=0.5, target=None, n0=1, n=1, alpha=0.1, batch_size=1, seed=0, num_classes=None)
+    assert mode.certified(0.5) is False
+    assert mode.certified(float(np.nextafter(0.5, 1.0))) is True
+    kw = {"beta": 0.75, "vocab_size": None, "kernel": "mask"}
+    # L(1) == 0.5 exactly (L(0) ~ 0.75): d = 0 is certified, d = 1 is not.
+    p = _p_with_bound_exactly(0.5, d=1, beta=0.75, kernel="mask")
+    assert float(token_lower_bound(p, d=0, beta=0.75, kernel="mask")) > 0.5
+    assert certified_tokens(p, mode, d_max=3, **kw) == 0
+    # L(0) == 0.5 exactly: nothing is certified (abstain).
+    p0 = _p_with_bound_exactly(0.5, d=0, beta=0.3, vocab_size=5)
+    assert certified_tokens(p0, mode, d_max=3, beta=0.3, vocab_size=5, kernel="uniform") == -1
+    # Safety-filter mode keeps ">= tau" (tau = 1/2 here): the same bound is certified.
+    safety = _Mode(tau=0.5, target=1, n0=0, n=1, alpha=0.1, batch_size=1, seed=0, num_classes=None)
+    assert safety.certified(0.5) is True
+    assert certified_tokens(p, safety, d_max=3, **kw) >= 1
+
+
+@pytest.mark.parametrize("vocab, beta", [(3, 0.3), (4, 0.4)])
+def test_alphabet_size_reaches_the_certificate(vocab, beta):
+    """A configuration whose brute-force certified d differs between V and V + 1."""
+    n, alpha = 2000, 0.001
+    res = certify(
+        Constant(1, 2).eval(),
+        torch.zeros(6, dtype=torch.int64),
+        beta=beta,
+        alphabet=vocab,
+        n0=20,
+        n=n,
+        alpha=alpha,
+        threat=threats.anywhere(d_max=5),
+    )
+    assert res.counts_estimation == (0, n) and res.params["vocab_size"] == vocab
+    kw = {"d_max": 5, "tau": 0.5, "majority": True, "beta": beta}
+    expected = brute_force_radius(res.p_lower, vocab_size=vocab, **kw)
+    assert expected != brute_force_radius(res.p_lower, vocab_size=vocab + 1, **kw)
+    assert res.radius == expected
+
+
+def test_safety_filter_ignores_n0_and_draws_no_selection_samples():
+    model = Recorder(KeepsToken(1, 1).eval())
+    res = certify(
+        model,
+        torch.tensor([0, 1, 2]),
+        beta=0.5,
+        alphabet=3,
+        n0=50,
+        n=300,
+        alpha=0.01,
+        tau=0.05,
+        target=1,
+        batch_size=100,
+    )
+    assert res.n0 == 0 and res.counts_selection == ()
+    assert res.params["n0_requested"] == 50
+    assert len(model.seen) == 1 + 3  # the probe, then the n estimation samples only
+    assert sum(res.counts_estimation) == 300
+
+
+class SmallEmbedding(torch.nn.Module):
+    """An embedding with 5 rows: token ids >= 5 raise IndexError."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(5, 2)
+
+    def forward(self, toks):
+        return self.emb(toks).mean(1)
+
+
+def test_alphabet_larger_than_the_embedding_is_reported():
+    model = SmallEmbedding().eval()
+    kw = dict(beta=0.9, alphabet=50, n0=10, n=100, alpha=0.01)
+    with pytest.raises(InvalidParameterError, match=r"noisy sample.*IndexError.*vocab_size") as e:
+        certify(model, torch.tensor([0, 1, 2]), **kw)
+    assert "index out of range" in str(e.value) and isinstance(e.value.__cause__, IndexError)
+    with pytest.raises(InvalidParameterError, match=r"clean input.*IndexError.*embedding"):
+        certify(model, torch.tensor([0, 1, 7]), **kw)
+
+
+def test_model_errors_name_shape_dtype_device_and_keep_the_message():
+    class WrongDevice(torch.nn.Module):
+        def forward(self, toks):
+            raise RuntimeError("Expected all tensors to be on the same device, cuda:0 and cpu")
+
+    with pytest.raises(InvalidParameterError) as e:
+        certify(
+            WrongDevice().eval(), torch.tensor([1, 2]), beta=0.3, alphabet=5, n0=1, n=1, alpha=0.1
+        )
+    msg = str(e.value)
+    assert "rejected by the model" in msg and "input shape" not in msg
+    assert "shape (2,), dtype torch.int64, device cpu" in msg
+    assert "RuntimeError: Expected all tensors to be on the same device" in msg
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"kind": "bogus"}, r"threat kind = 'bogus' is invalid; valid: \("),
+        ({"kind": "append_suffix"}, r"num_positions = None is invalid .*num_positions >= 1"),
+        (
+            {"kind": "append_suffix", "num_positions": 3},
+            r"placeholder_id = None is invalid .*a token id >= 0",
+        ),
+        (
+            {"kind": "append_suffix", "num_positions": 3, "placeholder_id": -1},
+            r"placeholder_id = -1 is invalid; valid range: integer placeholder_id >= 0",
+        ),
+        (
+            {"kind": "last_d", "num_positions": 0},
+            r"num_positions = 0 is invalid; valid range: integer num_positions >= 1",
+        ),
+        ({"kind": "last_d", "num_positions": -2}, r"num_positions = -2 is invalid"),
+        ({"kind": "last_d", "num_positions": 2.0}, r"num_positions = 2.0 is invalid"),
+        (
+            {"kind": "last_d", "num_positions": 2, "placeholder_id": 1},
+            r"placeholder_id = 1 is invalid for threat kind 'last_d'; valid: None",
+        ),
+        (
+            {"kind": "anywhere", "num_positions": 3},
+            r"num_positions = 3 is invalid for .*'anywhere'",
+        ),
+        ({"kind": "anywhere", "eligible": (1,)}, r"eligible = \(1,\) is invalid for .*'anywhere'"),
+        ({"kind": "positions"}, r"eligible = None is invalid for threat kind 'positions'"),
+        ({"kind": "positions", "eligible": 3}, r"eligible = 3 is invalid; valid: a sequence"),
+        ({"kind": "positions", "eligible": (1, 1)}, r"eligible position 1 is repeated"),
+        (
+            {"kind": "positions", "eligible": (-1,)},
+            r"eligible position = -1 is invalid; valid range: integer eligible position >= 0",
+        ),
+        (
+            {"kind": "positions", "eligible": (0, 5), "mask_length": 3},
+            r"mask_length = 3 is invalid; valid range: integer mask_length >= 6",
+        ),
+        (
+            {"kind": "last_d", "num_positions": 2, "d_max": 3},
+            r"d_max = 3 is invalid; valid range: integer 0 <= d_max <= 2",
+        ),
+        ({"kind": "positions", "eligible": (0, 2), "d_max": 3}, r"d_max = 3 is invalid"),
+        ({"kind": "anywhere", "d_max": -1}, r"d_max = -1 is invalid"),
+    ],
+)
+def test_threat_model_validates_direct_construction(kwargs, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        threats.ThreatModel(**kwargs)
+
+
+def test_threats_accept_numpy_integers_and_arrays():
+    assert threats.positions([np.int64(0), np.int64(2)]).eligible == (0, 2)
+    assert threats.positions(np.array([2, 0])).eligible == (0, 2)
+    mask = threats.positions(np.array([True, False, True]))
+    assert mask.eligible == (0, 2) and mask.mask_length == 3
+    assert threats.last_d(np.int64(2), d_max=np.int64(1)).apply(torch.arange(4)).d_max == 1
+    suffix = threats.append_suffix(np.int64(2), placeholder_id=np.int64(4))
+    direct = threats.ThreatModel("positions", eligible=(np.int64(3), np.int64(1)))
+    assert direct.eligible == (1, 3) and all(type(i) is int for i in direct.eligible)
+    for threat in (suffix, direct, mask):
+        json.dumps(threat.params())  # plain Python ints only
+    with pytest.raises(InvalidParameterError, match=r"eligible.dtype = numpy float64 is invalid"):
+        threats.positions(np.array([0.0, 1.0]))

@@ -1,23 +1,37 @@
 """Token and product kernels sample exactly what the certificate assumes (soundness rule 2)."""
 
 import math
+from fractions import Fraction
+from math import prod
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import binomtest, chisquare
+from scipy.stats import binom, binomtest, chisquare
 
 from smoothcert.errors import InvalidParameterError
 from smoothcert.noise import GaussianNoise, TokenImageNoise, TokenSubstitutionNoise
 from smoothcert.sampling import make_generator
 
 ALPHABET = torch.tensor([2, 5, 7, 11, 13, 20, 31])  # V = 7, not contiguous
+RANGE = 2**62  # the sampler's integer range (module docstring of smoothcert.noise.tokens)
 
 
 def _gen(seed=0):
     return make_generator(seed, "cpu")
+
+
+def _documented_draws(num, d, *, seed, beta, uniform=True):
+    """Replay the documented integer draws: r1 (num, D) then r2 (num, D), same generator.
+
+    Returns ``(replace, r2)``: replace iff ``r1 < round(beta * 2**62)``.
+    """
+    g = _gen(seed)
+    r1 = torch.randint(0, RANGE, (num, d), generator=g)
+    r2 = torch.randint(0, RANGE, (num, d), generator=g) if uniform else None
+    return r1 < int(round(beta * RANGE)), r2
 
 
 def test_uniform_keep_frequency_is_one_minus_beta():
@@ -97,12 +111,137 @@ def test_buffers_are_reused_and_dtype_is_long():
     assert bound.sample(30, generator=g).data_ptr() == ptr
 
 
+@pytest.mark.parametrize("kernel", ["uniform", "mask"])
+def test_sampling_outside_inference_mode_after_inside_and_back(kernel):
+    extra = {"alphabet": 10} if kernel == "uniform" else {"mask_id": 99}
+    tokens = torch.arange(5)
+    bound = TokenSubstitutionNoise(beta=0.3, kernel=kernel, **extra).bind(tokens)
+    reference = bound.sample(8, generator=_gen(4)).clone()
+    with torch.inference_mode():
+        inside = bound.sample(8, generator=_gen(4))
+        assert inside.is_inference()
+        inside = inside.clone()
+    outside = bound.sample(4, generator=_gen(4))  # smaller batch: must still reallocate
+    assert not outside.is_inference()
+    outside = outside.clone()
+    with torch.inference_mode():
+        again = bound.sample(8, generator=_gen(4)).clone()
+    assert torch.equal(inside, reference) and torch.equal(again, reference)
+    assert torch.equal(outside, bound.sample(4, generator=_gen(4)))
+    outside_prod = TokenImageNoise(
+        TokenSubstitutionNoise(beta=0.3, **extra, kernel=kernel), 0.5
+    ).bind(tokens, torch.zeros(3))
+    with torch.inference_mode():
+        outside_prod.sample(6, generator=_gen(1))
+    toks, imgs = outside_prod.sample(6, generator=_gen(1))
+    assert not toks.is_inference() and not imgs.is_inference()
+
+
+def test_numpy_alphabets_and_eligible_positions():
+    ids = np.array([7, 3, 5], dtype=np.int32)
+    assert torch.equal(
+        TokenSubstitutionNoise(beta=0.1, alphabet=ids).alphabet, torch.tensor([3, 5, 7])
+    )
+    mask = np.zeros(10, dtype=bool)
+    mask[[2, 4]] = True
+    assert TokenSubstitutionNoise(beta=0.1, alphabet=mask).alphabet.tolist() == [2, 4]
+    assert TokenSubstitutionNoise(beta=0.1, alphabet=np.int64(6)).vocab_size == 6
+    kernel = TokenSubstitutionNoise(beta=0.1, alphabet=[np.int64(1), np.int64(4), 9])
+    assert kernel.alphabet.tolist() == [1, 4, 9]
+    tokens = torch.tensor([1, 4, 9, 4])
+    assert kernel.bind(tokens, np.array([3, 0])).eligible.tolist() == [0, 3]
+    assert kernel.bind(tokens, np.array([True, False, False, True])).eligible.tolist() == [0, 3]
+    assert kernel.bind(tokens, [np.int64(2)]).eligible.tolist() == [2]
+    with pytest.raises(InvalidParameterError, match=r"alphabet.dtype = numpy float64 is invalid"):
+        TokenSubstitutionNoise(beta=0.1, alphabet=np.array([1.0, 2.0]))
+    with pytest.raises(InvalidParameterError, match=r"eligible.dtype = numpy float64 is invalid"):
+        kernel.bind(tokens, np.array([0.0]))
+    with pytest.raises(InvalidParameterError, match=r"alphabet id 3 is repeated"):
+        TokenSubstitutionNoise(beta=0.1, alphabet=np.array([3, 1, 3]))
+
+
 def test_no_eligible_positions_is_a_no_op():
     tokens = torch.tensor([1, 2, 3])
     batch = (
         TokenSubstitutionNoise(beta=0.5, alphabet=4).bind(tokens, []).sample(5, generator=_gen())
     )
     assert bool((batch == tokens).all())
+
+
+def exact_sampling_tv(*, beta, vocab, d, kernel="uniform"):
+    """Exact TV between the sampled and the ideal law of D positions, as a Fraction.
+
+    Derived independently from the documented integer algorithm: replace iff
+    ``r1 < round(beta 2**62)``; the offset ``r2 mod (V - 1)`` takes each of the
+    ``rem = 2**62 mod m`` smallest values with probability ``(q + 1) / 2**62`` and the
+    others with ``q / 2**62`` (``m = V - 1``, ``q = 2**62 // m``). Per position a cell
+    class is (sampled probability, ideal probability, number of such cells); the D-fold
+    product groups cells by how many positions fall in each class.
+    """
+    b = Fraction(beta)
+    b_sampled = Fraction(round(b * RANGE), RANGE)
+    classes = [(1 - b_sampled, 1 - b, 1)]
+    if kernel == "mask":
+        classes.append((b_sampled, b, 1))
+    else:
+        m = vocab - 1
+        q, rem = divmod(RANGE, m)
+        classes.append((b_sampled * Fraction(q + 1, RANGE), b / m, rem))
+        if m - rem:
+            classes.append((b_sampled * Fraction(q, RANGE), b / m, m - rem))
+    total = Fraction(0)
+
+    def compositions(n, k):
+        if k == 1:
+            yield (n,)
+            return
+        for first in range(n + 1):
+            for rest in compositions(n - first, k - 1):
+                yield (first, *rest)
+
+    for counts in compositions(d, len(classes)):
+        ways = math.factorial(d) // prod(math.factorial(c) for c in counts)
+        cells = ways * prod(cls[2] ** c for cls, c in zip(classes, counts, strict=True))
+        sampled = prod(cls[0] ** c for cls, c in zip(classes, counts, strict=True))
+        ideal = prod(cls[1] ** c for cls, c in zip(classes, counts, strict=True))
+        total += cells * abs(sampled - ideal)
+    return total / 2
+
+
+def test_exact_tv_oracle_sanity():
+    # V - 1 a power of two and beta on the 2**-62 grid: the sampler is exact.
+    assert exact_sampling_tv(beta=0.25, vocab=9, d=3) == 0
+    # One position, closed form rem (m - rem) / (m 2**62) times beta.
+    m = 999
+    rem = RANGE % m
+    assert exact_sampling_tv(beta=0.5, vocab=1000, d=1) == Fraction(1, 2) * Fraction(
+        rem * (m - rem), m * RANGE
+    )
+
+
+@pytest.mark.parametrize(
+    "beta, vocab, d, kernel",
+    [
+        (0.3, 3, 4, "uniform"),  # exact sampler: TV 0
+        (0.3, 1000, 3, "uniform"),  # modulo bias only
+        (0.9, 30_522, 5, "uniform"),
+        (0.5, 7, 6, "uniform"),
+        (1e-5, 7, 4, "uniform"),  # beta off the 2**-62 grid, plus modulo bias
+        (1e-5 + 3e-19, 12, 2, "uniform"),
+        (1e-5, None, 6, "mask"),  # mask kernel: only the rounding of beta
+        (3.3e-7, None, 3, "mask"),
+    ],
+)
+def test_tv_bound_dominates_exact_sampling_tv(beta, vocab, d, kernel):
+    extra = {"alphabet": vocab} if kernel == "uniform" else {"mask_id": 10**6}
+    tokens = torch.zeros(d, dtype=torch.int64)
+    bound = TokenSubstitutionNoise(beta=beta, kernel=kernel, **extra).bind(tokens)
+    exact = exact_sampling_tv(beta=beta, vocab=vocab, d=d, kernel=kernel)
+    assert Fraction(bound.tv_bound()) >= exact
+    if exact > 0:
+        assert bound.tv_bound() > 0
+    # The documented magnitude: at most D (V + 1) 2**-63.
+    assert bound.tv_bound() <= d * ((vocab or 1) + 1) * 2.0**-63
 
 
 def test_tv_bound_is_tiny_and_zero_for_power_of_two():
@@ -122,13 +261,79 @@ def test_samples_stay_in_alphabet_and_differ_when_replaced(alphabet, data):
     length = data.draw(st.integers(1, 8))
     toks = data.draw(st.lists(st.sampled_from(alphabet), min_size=length, max_size=length))
     beta = data.draw(st.floats(0.05, 0.95))
+    seed = data.draw(st.integers(0, 1000))
     tokens = torch.tensor(toks)
     batch = (
         TokenSubstitutionNoise(beta=beta, alphabet=torch.tensor(alphabet))
         .bind(tokens)
-        .sample(200, generator=_gen(data.draw(st.integers(0, 1000))))
+        .sample(200, generator=_gen(seed))
     )
     assert bool(torch.isin(batch, torch.tensor(alphabet)).all())
+    # Which positions the kernel replaced: replay the documented replacement draws.
+    replace, _ = _documented_draws(200, length, seed=seed, beta=beta)
+    orig = tokens.expand(200, -1)
+    assert bool((batch[replace] != orig[replace]).all())  # a replacement never keeps u
+    assert bool((batch[~replace] == orig[~replace]).all())  # and nothing else changes
+
+
+@pytest.mark.parametrize(
+    "kernel, alphabet, tokens, eligible",
+    [
+        ("uniform", ALPHABET, torch.tensor([2, 31, 7, 99, 13]), [0, 1, 2, 4]),
+        ("uniform", 30_522, torch.tensor([0, 30_521, 17, 5]), None),
+        ("mask", None, torch.tensor([4, 8, 15, 16]), [1, 3]),
+    ],
+)
+def test_sampler_is_exactly_the_documented_integer_algorithm(kernel, alphabet, tokens, eligible):
+    """Bit-exact replay of the module docstring's algorithm from the same seed."""
+    beta, num, seed, mask_id = 0.37, 500, 21, 1000
+    extra = {"alphabet": alphabet} if kernel == "uniform" else {"mask_id": mask_id}
+    bound = TokenSubstitutionNoise(beta=beta, kernel=kernel, **extra).bind(tokens, eligible)
+    got = bound.sample(num, generator=_gen(seed)).clone()
+    elig = list(range(tokens.numel())) if eligible is None else eligible
+    replace, r2 = _documented_draws(
+        num, len(elig), seed=seed, beta=beta, uniform=kernel == "uniform"
+    )
+    orig = tokens[elig].expand(num, -1)
+    if kernel == "uniform":
+        alpha_ids = torch.arange(alphabet) if isinstance(alphabet, int) else alphabet
+        size = alpha_ids.numel()
+        pos = torch.tensor([int((alpha_ids == t).nonzero()) for t in tokens[elig]])
+        new = alpha_ids[(pos + 1 + r2 % (size - 1)) % size]
+    else:
+        new = torch.full_like(orig, mask_id)
+    expected = tokens.expand(num, -1).clone()
+    expected[:, elig] = torch.where(replace, new, orig)
+    assert torch.equal(got, expected)
+
+
+def test_two_positions_are_jointly_independent_with_the_ideal_law():
+    """Joint 9-cell law of two eligible positions (V = 3) is the product of the marginals."""
+    beta, vocab, n = 0.4, 3, 300_000
+    bound = TokenSubstitutionNoise(beta=beta, alphabet=vocab).bind(torch.tensor([0, 2, 1]), [0, 1])
+    pair = bound.sample(n, generator=_gen(123))[:, :2].clone()
+
+    def marginal(z, u):
+        return 1 - beta if z == u else beta / (vocab - 1)
+
+    cells = [(i, j) for i in range(vocab) for j in range(vocab)]
+    observed = np.array([int(((pair[:, 0] == i) & (pair[:, 1] == j)).sum()) for i, j in cells])
+    expected = np.array([marginal(i, 0) * marginal(j, 2) for i, j in cells]) * n
+    assert observed.sum() == n
+    assert chisquare(observed, expected).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("kernel", ["uniform", "mask"])
+def test_number_of_replaced_tokens_is_binomial(kernel):
+    """Replacements per sample ~ Binomial(D, beta): independent decisions across positions."""
+    beta, d, n = 0.4, 8, 100_000
+    extra = {"alphabet": 50} if kernel == "uniform" else {"mask_id": 99}
+    tokens = torch.arange(d)
+    bound = TokenSubstitutionNoise(beta=beta, kernel=kernel, **extra).bind(tokens)
+    changed = (bound.sample(n, generator=_gen(77)) != tokens).sum(1).numpy()
+    observed = np.bincount(changed, minlength=d + 1)
+    expected = binom.pmf(np.arange(d + 1), d, beta) * n
+    assert chisquare(observed, expected).pvalue > 1e-4
 
 
 def test_product_kernel_moments_and_token_frequency():
@@ -161,6 +366,22 @@ def test_product_kernel_one_generator_same_seed_same_pair():
     # The image draws continue the generator after the token draws: different from a
     # fresh generator that draws the image alone.
     assert not torch.equal(x1, GaussianNoise(1.0).sample(torch.zeros(4), 16, generator=_gen(11)))
+
+
+def test_product_kernel_draws_tokens_then_image_from_the_one_generator():
+    """Replay: batch after batch, tokens then image noise, each advancing the generator."""
+    tokens, image = torch.tensor([1, 2, 3, 4]), torch.linspace(0, 1, 6)
+    token_noise = TokenSubstitutionNoise(beta=0.5, alphabet=10)
+    bound = TokenImageNoise(token_noise, GaussianNoise(0.3)).bind(tokens, image, [0, 2, 3])
+    g = _gen(31)
+    got = [tuple(t.clone() for t in bound.sample(5, generator=g)) for _ in range(3)]
+    ref_tokens, ref_image = token_noise.bind(tokens, [0, 2, 3]), GaussianNoise(0.3)
+    g_ref = _gen(31)
+    for toks, imgs in got:
+        assert torch.equal(toks, ref_tokens.sample(5, generator=g_ref))
+        assert torch.equal(imgs, ref_image.sample(image, 5, generator=g_ref))
+    # Both generators end in the same state.
+    assert torch.equal(g.get_state(), g_ref.get_state())
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, -0.1, float("nan"), 2])

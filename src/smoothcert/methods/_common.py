@@ -81,6 +81,44 @@ def check_image(x: Any, *, name: str = "x", input_shape: tuple[int, ...] | None 
         raise InvalidParameterError(f"{name} contains NaN or Inf values; valid: finite values only")
 
 
+def describe_inputs(inputs: tuple[torch.Tensor, ...]) -> str:
+    """Shapes (without the batch axis), dtypes and devices of the inputs, for messages."""
+    parts = [f"shape {tuple(t.shape[1:])}, dtype {t.dtype}, device {t.device}" for t in inputs]
+    return "; ".join(parts)
+
+
+def model_rejected_input(
+    err: BaseException, inputs: tuple[torch.Tensor, ...], *, when: str
+) -> InvalidParameterError:
+    """Build the error for a model that raised on the (clean or noisy) input.
+
+    Args:
+        err: the exception the model raised.
+        inputs: the input tensors given to the model (with a batch axis).
+        when: where it happened, e.g. ``"on the clean input"``.
+
+    Returns:
+        An :class:`InvalidParameterError` that names the inputs' shape, dtype and
+        device and repeats the original error (chain it with ``from err``). An
+        ``IndexError`` (an embedding lookup out of range) adds that the token alphabet /
+        vocab_size may be larger than the model's embedding table.
+    """
+    hint = (
+        "valid: inputs of the shape (one example, no batch axis), dtype and device the "
+        "model accepts"
+    )
+    if isinstance(err, IndexError):
+        hint = (
+            "the token ids may exceed the model's embedding table: the alphabet / "
+            "vocab_size (or a token id) may be larger than the model's vocabulary; valid: "
+            "an alphabet whose ids the model accepts"
+        )
+    return InvalidParameterError(
+        f"the input {when} ({describe_inputs(inputs)}) was rejected by the model: "
+        f"{type(err).__name__}: {err}; {hint}"
+    )
+
+
 def probe_num_classes(
     model: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], num_classes: int | None
 ) -> int:
@@ -95,19 +133,16 @@ def probe_num_classes(
         The number of classes (columns of the model output).
 
     Raises:
-        InvalidParameterError: if the model rejects the input or its output is not
-            ``(1, num_classes)`` with ``num_classes >= 2``.
+        InvalidParameterError: if the model raises on the input (wrong shape, dtype or
+            device, or an index out of range; the message repeats the model's error) or
+            its output is not ``(1, num_classes)`` with ``num_classes >= 2``.
     """
     # Clones: a model that edits its input in place must not move the point we certify.
     try:
         with torch.inference_mode():
             out = model(*(t.clone() for t in inputs))
-    except (RuntimeError, ValueError, TypeError) as err:
-        shapes = [tuple(t.shape[1:]) for t in inputs]
-        raise InvalidParameterError(
-            f"input shape(s) {shapes} rejected by the model ({err}); valid: the shape of one "
-            "example the model accepts, without a batch axis"
-        ) from err
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        raise model_rejected_input(err, inputs, when="on the clean input") from err
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InvalidParameterError(

@@ -25,10 +25,22 @@ Modes (as in :mod:`smoothcert.methods.tokens`):
 - safety filter (``target`` given): the smoothed filter flags iff
   ``P(target) >= tau``; the pair is certified to stay flagged on the region where
   ``L(d, r) >= tau``. At ``d = 0``, ``r = sigma (Phi^-1(p_lower) - Phi^-1(tau))``.
+  ``n0`` is ignored (no selection sample is drawn; the result records ``n0 = 0`` and
+  ``params["n0_requested"]``). The robust certificate (the whole curve) fails with
+  probability at most alpha; ``certified_not_flagged`` is a separate one-sided claim
+  at level alpha; the flagged / not-flagged decision at the clean input errs with
+  probability at most alpha; the curve and the not-flagged flag read jointly fail with
+  probability at most 2 alpha (see :mod:`smoothcert.methods.tokens`).
 
 Noise is drawn at all ``D`` eligible positions (shared sampling), so one ``p_lower``
 holds for every ``d <= D`` at once; the whole curve fails with probability at most
 alpha.
+
+What is approximate (soundness rule 4): ``p_lower`` is the Clopper-Pearson bound minus
+the token sampler's TV bound (``params["sampling_tv_bound"]``, see
+:meth:`~smoothcert.noise.tokens.BoundTokenNoise.tv_bound`). The Gaussian image noise is
+floating-point ``torch.randn`` (float32 for a float32 image) and is treated as exact
+``N(0, sigma^2 I)``: it is NOT part of that TV correction.
 
 Example:
     >>> import torch
@@ -119,7 +131,9 @@ def certify(
         beta: token substitution probability per eligible position, in (0, 1).
         alphabet: the token kernel's alphabet (``V``, ids, or a boolean mask), V >= 2;
             optional for ``"mask"``.
-        n0: selection samples (>= 1 in majority mode, >= 0 in safety-filter mode).
+        n0: selection samples, >= 1 in majority mode. Ignored in safety-filter mode
+            (any value >= 0; no selection sample is drawn, the result records
+            ``n0 = 0`` and ``params["n0_requested"]``).
         n: estimation samples, >= 1.
         alpha: one-sided failure probability of the whole certificate, in (0, 1).
         threat: eligible positions and ``d_max``
@@ -144,11 +158,17 @@ def certify(
         the threat, and ``d_certified`` (largest d certified with an unperturbed
         image; ``-1`` if none).
         Safety-filter mode adds ``flag_rate`` (empirical P(target)), ``target_p_upper``
-        (one-sided Clopper-Pearson upper bound at alpha) and ``certified_not_flagged``
-        (``target_p_upper < tau``: the smoothed filter certifiably does NOT flag the
-        clean input; this and "flagged" cannot both be wrong, so reporting either errs
-        with probability <= alpha). ``p_lower_cp`` and ``sampling_tv_bound`` record the
-        raw bound and the kernel correction subtracted from it.
+        (one-sided Clopper-Pearson upper bound at alpha), ``n0_requested`` and
+        ``certified_not_flagged`` (``target_p_upper + sampling_tv_bound < tau``: the
+        smoothed filter does NOT flag the clean input). Failure probabilities: the
+        robust certificate (flagged, and stays flagged on the whole region under the
+        curve) fails w.p. <= alpha; ``certified_not_flagged`` is a separate one-sided
+        claim, wrong w.p. <= alpha; the decision flagged / not flagged at the clean
+        input errs w.p. <= alpha; reading the curve and the not-flagged flag jointly
+        fails w.p. <= 2 alpha. ``p_lower_cp`` and ``sampling_tv_bound`` record the raw
+        Clopper-Pearson bound and the token kernel's correction: ``p_lower = max(0,
+        p_lower_cp - sampling_tv_bound)`` (the Gaussian image noise is treated as
+        exact and not included).
 
     Raises:
         InvalidParameterError: on any bad argument, before sampling: sigma <= 0, beta
@@ -199,7 +219,13 @@ def certify(
         return bound.sample(b, generator=generator)
 
     counts_sel, counts_est = run_stages(
-        model, sampler, mode, classes=classes, device=dev, autocast_dtype=autocast_dtype
+        model,
+        sampler,
+        mode,
+        classes=classes,
+        device=dev,
+        autocast_dtype=autocast_dtype,
+        clean_inputs=(bound.tokens.tokens.unsqueeze(0), image.unsqueeze(0)),
     )
     cls, p_lower, extra = bound_class(mode, counts_sel, counts_est, tv_bound=bound.tv_bound())
     d_cert = certified_tokens(

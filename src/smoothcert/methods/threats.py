@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ import torch
 
 from smoothcert._validation import check_int
 from smoothcert.errors import InvalidParameterError
-from smoothcert.noise.tokens import check_tokens, eligible_index
+from smoothcert.noise.tokens import check_tokens, eligible_index, from_numpy
 
 THREATS = ("append_suffix", "last_d", "anywhere", "positions")
 
@@ -69,10 +70,84 @@ class ThreatModel:
     d_max: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in THREATS:
+        """Validate the fields for ``kind`` (also when constructed directly).
+
+        Raises:
+            InvalidParameterError: on an unknown kind, a missing or unexpected field for
+                the kind, ``num_positions < 1``, a negative placeholder, negative or
+                repeated positions, a mask length not covering the positions, or
+                ``d_max`` outside ``[0, D]`` (when ``D`` is known before applying).
+        """
+        if not isinstance(self.kind, str) or self.kind not in THREATS:
             raise InvalidParameterError(f"threat kind = {self.kind!r} is invalid; valid: {THREATS}")
+        kind = self.kind
+        uses = {
+            "num_positions": kind in ("append_suffix", "last_d"),
+            "placeholder_id": kind == "append_suffix",
+            "eligible": kind == "positions",
+            "mask_length": kind == "positions",
+        }
+        for field, used in uses.items():
+            value = getattr(self, field)
+            if not used and value is not None:
+                owners = {
+                    "num_positions": "'append_suffix' and 'last_d'",
+                    "placeholder_id": "'append_suffix'",
+                    "eligible": "'positions'",
+                    "mask_length": "'positions'",
+                }[field]
+                raise InvalidParameterError(
+                    f"{field} = {value!r} is invalid for threat kind {kind!r}; valid: None "
+                    f"({field} is used by {owners} only)"
+                )
+        num: int | None = None
+        if uses["num_positions"]:
+            if self.num_positions is None:
+                raise InvalidParameterError(
+                    f"num_positions = None is invalid for threat kind {kind!r}; valid range: "
+                    "integer num_positions >= 1"
+                )
+            num = check_int(self.num_positions, name="num_positions", minimum=1)
+            object.__setattr__(self, "num_positions", num)
+        if uses["placeholder_id"]:
+            if self.placeholder_id is None:
+                raise InvalidParameterError(
+                    "placeholder_id = None is invalid for threat kind 'append_suffix'; valid: "
+                    "a token id >= 0"
+                )
+            placeholder = check_int(self.placeholder_id, name="placeholder_id", minimum=0)
+            object.__setattr__(self, "placeholder_id", placeholder)
+        if uses["eligible"]:
+            if self.eligible is None or isinstance(self.eligible, (str, bytes)):
+                raise InvalidParameterError(
+                    f"eligible = {self.eligible!r} is invalid for threat kind 'positions'; "
+                    "valid: a sequence of distinct token positions >= 0"
+                )
+            try:
+                values = list(self.eligible)
+            except TypeError:
+                raise InvalidParameterError(
+                    f"eligible = {self.eligible!r} is invalid; valid: a sequence of distinct "
+                    "token positions >= 0"
+                ) from None
+            idx = sorted(check_int(v, name="eligible position", minimum=0) for v in values)
+            for a, b in zip(idx, idx[1:], strict=False):
+                if a == b:
+                    raise InvalidParameterError(
+                        f"eligible position {a} is repeated; valid: distinct positions"
+                    )
+            object.__setattr__(self, "eligible", tuple(idx))
+            num = len(idx)
+            if self.mask_length is not None:
+                low = idx[-1] + 1 if idx else 1
+                length = check_int(self.mask_length, name="mask_length", minimum=low)
+                object.__setattr__(self, "mask_length", length)
         if self.d_max is not None:
-            check_int(self.d_max, name="d_max", minimum=0)
+            if num is None:
+                d_max = check_int(self.d_max, name="d_max", minimum=0)
+            else:
+                d_max = check_int(self.d_max, name="d_max", minimum=0, maximum=num)
+            object.__setattr__(self, "d_max", d_max)
 
     def apply(self, tokens: torch.Tensor) -> AppliedThreat:
         """Apply the threat to one token sequence.
@@ -244,8 +319,10 @@ def positions(eligible: Any, *, d_max: int | None = None) -> ThreatModel:
     """Threat: an explicit set of eligible positions.
 
     Args:
-        eligible: a 1-D boolean mask over the sequence, or a list / 1-D integer tensor
-            of distinct non-negative positions.
+        eligible: a 1-D boolean mask (tensor or numpy) over the sequence, or a list
+            (of Python or numpy ints), 1-D integer tensor or numpy integer array of
+            distinct non-negative positions. It may be empty: then only ``d = 0`` is
+            certified (the hybrid certificate reduces to the Gaussian one).
         d_max: largest d to certify, ``0 <= d_max <= D`` (default ``D``).
 
     Returns:
@@ -258,6 +335,7 @@ def positions(eligible: Any, *, d_max: int | None = None) -> ThreatModel:
         >>> positions([4, 1]).apply(torch.arange(5)).eligible.tolist()
         [1, 4]
     """
+    eligible = from_numpy(eligible, name="eligible")
     mask_length = None
     if isinstance(eligible, torch.Tensor) and eligible.dtype == torch.bool:
         if eligible.ndim != 1:
@@ -277,10 +355,14 @@ def positions(eligible: Any, *, d_max: int | None = None) -> ThreatModel:
 
 
 def _max_position(eligible: Any) -> int:
+    """Largest integer position in ``eligible`` (0 if none), to size the index check."""
     if isinstance(eligible, torch.Tensor):
         if eligible.numel() == 0 or eligible.dtype.is_floating_point:
             return 0
         return int(eligible.max())
-    values = list(eligible)
-    ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    try:
+        values = list(eligible)
+    except TypeError:
+        return 0
+    ints = [int(v) for v in values if isinstance(v, numbers.Integral) and not isinstance(v, bool)]
     return max(ints) if ints else 0

@@ -18,10 +18,26 @@ Two modes:
   ``L(d) > 1/2`` (and ``>= tau`` when ``tau > 1/2``).
 - safety filter (``target`` given, Delattre et al. 2026, arXiv 2605.12876): the
   smoothed filter flags the input iff ``P(f(Z) = target) >= tau`` (``tau`` may be
-  tiny, e.g. 4.6e-5). The class is fixed by the user, so no selection stage is needed
-  (``n0`` may be 0; if positive those samples are drawn and recorded but not used).
-  ``p_lower`` bounds ``P(target)``; the input is certified to STAY FLAGGED under ``d``
-  edits iff ``L(d) >= tau``.
+  tiny, e.g. 4.6e-5). The class is fixed by the user, so there is no selection stage:
+  ``n0`` is ignored (any ``n0 >= 0`` is accepted, no selection sample is drawn, the
+  result records ``n0 = 0`` with empty ``counts_selection`` and the requested value
+  as ``params["n0_requested"]``). ``p_lower`` bounds ``P(target)``; the input is
+  certified to STAY FLAGGED under ``d`` edits iff ``L(d) >= tau``.
+
+What each safety-filter claim guarantees (all bounds one-sided at level alpha):
+
+- the robust certificate "flagged, and stays flagged for every ``d <= radius``" (from
+  ``p_lower``) fails with probability at most alpha;
+- ``certified_not_flagged`` ("the smoothed filter does not flag the clean input",
+  ``target_p_upper + sampling_tv_bound < tau``) is a separate one-sided claim, wrong
+  with probability at most alpha;
+- at the clean input, the decision flagged / not flagged errs with probability at most
+  alpha (whatever the true ``P(target)``, only one of the two can be wrong);
+- a user who reads the robust radius AND the not-flagged flag jointly has failure
+  probability at most 2 alpha (union bound: the two claims fail only inside the
+  disjoint events ``p_lower > P(target)`` and ``p_upper < P(target)``, each of
+  probability at most alpha, and both are possible when ``P(target)`` is close to
+  ``tau``).
 
 The certified radius is the largest ``d <= d_max`` such that every ``d' <= d`` is
 certified, in tokens (``radius_unit="tokens"``). Noise is drawn at all ``D`` eligible
@@ -30,8 +46,9 @@ positions at once (shared sampling), so the single ``p_lower`` holds for every
 1); the failure probability of the whole certificate is alpha.
 
 ``p_lower`` is the Clopper-Pearson bound minus the kernel's sampling TV bound
-(:meth:`~smoothcert.noise.tokens.BoundTokenNoise.tv_bound`, below 1e-11 in practice):
-the certificate then holds for the ideal kernel the math assumes.
+(:meth:`~smoothcert.noise.tokens.BoundTokenNoise.tv_bound`, below 1e-11 in practice),
+and ``certified_not_flagged`` compares the upper bound PLUS it with ``tau``: the
+certificate then holds for the ideal kernel the math assumes.
 
 Example:
     >>> import torch
@@ -70,6 +87,7 @@ from smoothcert.methods._common import (
     check_device,
     check_eval_mode,
     model_device,
+    model_rejected_input,
     probe_num_classes,
 )
 from smoothcert.methods.threats import AppliedThreat, ThreatModel, anywhere
@@ -83,7 +101,11 @@ Counts = np.ndarray[Any, np.dtype[np.int64]]
 
 @dataclass(frozen=True)
 class _Mode:
-    """Validated decision rule: majority vote or safety filter."""
+    """Validated decision rule: majority vote or safety filter.
+
+    ``n0`` is the number of selection samples actually drawn (0 in safety-filter mode);
+    ``n0_requested`` the value the caller passed (recorded in safety-filter mode).
+    """
 
     tau: float
     target: int | None
@@ -93,6 +115,7 @@ class _Mode:
     batch_size: int
     seed: int
     num_classes: int | None
+    n0_requested: int | None = None
 
     @property
     def majority(self) -> bool:
@@ -102,15 +125,18 @@ class _Mode:
         """Whether a worst-case probability ``bound`` certifies the decision."""
         if self.majority:
             # P(A) > 1/2 makes A the unique argmax; tau > 1/2 asks for more.
-            return bound > 0.5 and bound >= self.tau
-        return bound >= self.tau
+            return bool(bound > 0.5 and bound >= self.tau)
+        return bool(bound >= self.tau)
 
     def params(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "mode": "majority" if self.majority else "safety_filter",
             "tau": self.tau,
             "target": self.target,
         }
+        if not self.majority:
+            out["n0_requested"] = self.n0 if self.n0_requested is None else self.n0_requested
+        return out
 
 
 def check_mode(
@@ -126,15 +152,21 @@ def check_mode(
 ) -> _Mode:
     """Validate the arguments shared by the token and hybrid methods (before sampling).
 
+    In safety-filter mode (``target`` given) ``n0`` is checked (``>= 0``) and then
+    ignored: the mode draws no selection samples (``_Mode.n0 == 0``) and keeps the
+    requested value in ``n0_requested``.
+
     Raises:
         InvalidParameterError: on tau outside (0, 1) (or below 1/2 in majority mode),
             a negative target, n0 < 1 in majority mode (< 0 in safety mode), n < 1,
             alpha outside (0, 1), batch_size < 1, a bad seed or num_classes < 2.
     """
     tau = check_open_unit(tau, name="tau")
+    n0_requested = None
     if target is not None:
         target = check_int(target, name="target", minimum=0)
-        n0 = check_int(n0, name="n0", minimum=0)
+        n0_requested = check_int(n0, name="n0", minimum=0)
+        n0 = 0  # the class is fixed: no selection stage, whatever n0 was passed
     else:
         if tau < 0.5:
             raise InvalidParameterError(
@@ -154,6 +186,7 @@ def check_mode(
         num_classes=None
         if num_classes is None
         else check_int(num_classes, name="num_classes", minimum=2),
+        n0_requested=n0_requested,
     )
 
 
@@ -205,8 +238,17 @@ def run_stages(
     classes: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None,
+    clean_inputs: tuple[torch.Tensor, ...],
 ) -> tuple[Counts, Counts]:
-    """Draw the n0 selection samples, then the n estimation samples (same generator)."""
+    """Draw the n0 selection samples, then the n estimation samples (same generator).
+
+    No selection sample is drawn when ``mode.n0 == 0`` (safety-filter mode).
+
+    Raises:
+        InvalidParameterError: if the model raises ``IndexError`` on a noisy sample
+            (typically an alphabet larger than the model's embedding table); the
+            message repeats the model's error.
+    """
 
     def counts(num: int) -> Counts:
         return count_classes(
@@ -219,8 +261,11 @@ def run_stages(
             autocast_dtype=autocast_dtype,
         )
 
-    counts_sel = counts(mode.n0) if mode.n0 > 0 else np.zeros(0, dtype=np.int64)
-    counts_est = counts(mode.n)
+    try:
+        counts_sel = counts(mode.n0) if mode.n0 > 0 else np.zeros(0, dtype=np.int64)
+        counts_est = counts(mode.n)
+    except IndexError as err:
+        raise model_rejected_input(err, clean_inputs, when="on a noisy sample") from err
     return counts_sel, counts_est
 
 
@@ -228,6 +273,9 @@ def bound_class(
     mode: _Mode, counts_sel: Counts, counts_est: Counts, *, tv_bound: float
 ) -> tuple[int, float, dict[str, Any]]:
     """Pick the class and bound its probability at level alpha.
+
+    The class comes from the selection counts only (majority mode) or is the fixed
+    target; the estimation counts only bound it (soundness rule 1).
 
     Returns:
         ``(cls, p_lower, extra_params)``: the selected (majority) or target class, the
@@ -244,9 +292,10 @@ def bound_class(
         extra.update(
             flag_rate=k / mode.n,
             target_p_upper=p_upper,
-            # With one-sided bounds at alpha each, at most one of "flagged" (p_lower >=
-            # tau) and "not flagged" (p_upper < tau) can be wrong, so the pair of claims
-            # errs with probability <= alpha (at the clean input only).
+            # One-sided claim at level alpha: P(target) < tau at the clean input. At the
+            # clean input the flagged / not-flagged decision errs w.p. <= alpha (only
+            # one of the two can be wrong), but the robust radius (from p_lower) and
+            # this flag read jointly fail w.p. <= 2 alpha (union bound).
             certified_not_flagged=p_upper + tv_bound < mode.tau,
         )
     return cls, p_lower, extra
@@ -318,8 +367,9 @@ def certify(
         beta: substitution probability per eligible position, in (0, 1).
         alphabet: the kernel's alphabet: ``V`` (ids ``0..V-1``), a tensor/list of ids,
             or a boolean mask over the vocabulary; ``V >= 2``. Optional for ``"mask"``.
-        n0: selection samples (>= 1 in majority mode; >= 0 in safety-filter mode, where
-            they are not used).
+        n0: selection samples, >= 1 in majority mode. Ignored in safety-filter mode
+            (any value >= 0; no selection sample is drawn, the result records
+            ``n0 = 0`` and ``params["n0_requested"]``).
         n: estimation samples, >= 1.
         alpha: one-sided failure probability of the whole certificate, in (0, 1).
         threat: a :class:`~smoothcert.methods.threats.ThreatModel` (eligible positions
@@ -342,11 +392,16 @@ def certify(
         (0 when abstaining), and params ``beta``, ``vocab_size``, ``kernel``, ``tau``,
         ``target``, ``mode``, ``d_max``, ``num_eligible`` (D) and the threat.
         Safety-filter mode adds ``flag_rate`` (empirical P(target)), ``target_p_upper``
-        (one-sided Clopper-Pearson upper bound at alpha) and ``certified_not_flagged``
-        (``target_p_upper < tau``: the smoothed filter certifiably does NOT flag the
-        clean input; this and "flagged" cannot both be wrong, so reporting either errs
-        with probability <= alpha). ``p_lower_cp`` and ``sampling_tv_bound`` record the
-        raw bound and the kernel correction subtracted from it.
+        (one-sided Clopper-Pearson upper bound at alpha), ``n0_requested`` and
+        ``certified_not_flagged`` (``target_p_upper + sampling_tv_bound < tau``: the
+        smoothed filter does NOT flag the clean input). Failure probabilities: the
+        robust certificate (flagged, and stays flagged for every ``d <= radius``) fails
+        w.p. <= alpha; ``certified_not_flagged`` is a separate one-sided claim, wrong
+        w.p. <= alpha; the decision flagged / not flagged at the clean input errs w.p.
+        <= alpha; reading the robust radius and the not-flagged flag jointly fails
+        w.p. <= 2 alpha. ``p_lower_cp`` and ``sampling_tv_bound`` record the raw
+        Clopper-Pearson bound and the kernel correction: ``p_lower = max(0, p_lower_cp
+        - sampling_tv_bound)``.
 
     Raises:
         InvalidParameterError: on any bad argument, before sampling: beta outside
@@ -381,7 +436,13 @@ def certify(
         return (bound.sample(b, generator=generator),)
 
     counts_sel, counts_est = run_stages(
-        model, sampler, mode, classes=classes, device=dev, autocast_dtype=autocast_dtype
+        model,
+        sampler,
+        mode,
+        classes=classes,
+        device=dev,
+        autocast_dtype=autocast_dtype,
+        clean_inputs=(bound.tokens.unsqueeze(0),),
     )
     cls, p_lower, extra = bound_class(mode, counts_sel, counts_est, tv_bound=bound.tv_bound())
     d_cert = certified_tokens(

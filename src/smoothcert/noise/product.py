@@ -8,6 +8,13 @@ noise ``N(0, sigma^2 I)`` on the image (:class:`~smoothcert.noise.gaussian.Gauss
 normalises inside). Both parts are drawn from ONE ``torch.Generator`` (tokens first,
 then the image, batch after batch), so one seed fixes the whole sample.
 
+What is approximate (soundness rule 4): the token part's sampling differs from the
+ideal kernel by at most :meth:`BoundTokenImageNoise.tv_bound` in total variation, and
+the methods subtract that from the probability bound. The Gaussian image noise is
+``torch.randn`` in floating point (float32 for float32 images), and is treated as
+exact ``N(0, sigma^2 I)`` noise: it is NOT part of the TV correction, as in every
+Gaussian smoothing implementation.
+
 Example:
     >>> import torch
     >>> from smoothcert.noise.gaussian import GaussianNoise
@@ -126,7 +133,11 @@ class BoundTokenImageNoise:
         self.image = image
 
     def tv_bound(self) -> float:
-        """TV bound of the token part's sampling (see ``BoundTokenNoise.tv_bound``)."""
+        """TV bound of the token part's sampling (see ``BoundTokenNoise.tv_bound``).
+
+        The Gaussian image noise (floating-point ``torch.randn``) is treated as exact
+        and contributes nothing to this bound.
+        """
         return self.tokens.tv_bound()
 
     def sample(self, num: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,12 @@ uniformly (``torch.randint(0, 2**62)``, exact for a power-of-two range):
 between the sampled joint law and the ideal kernel (at most ``D (V + 1) 2**-63`` for
 ``D`` eligible positions, about 5e-12 for ``D = 1000``, ``V = 50000``); the methods
 subtract it from the probability bound, which makes the certificate rigorous for the
-ideal kernel (soundness rule 4).
+ideal kernel (soundness rule 4). It covers the token kernel only: the Gaussian image
+noise of the hybrid product kernel (float ``torch.randn``) is treated as exact and is
+NOT part of this correction (see :mod:`smoothcert.noise.product`).
+
+Token ids, alphabets and eligible positions may be given as torch tensors, lists of
+(Python or numpy) integers, or numpy integer / boolean arrays.
 
 Example:
     >>> import torch
@@ -52,6 +57,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from smoothcert._validation import check_int, check_open_unit
@@ -65,8 +71,31 @@ _RANGE = 1 << _RANGE_BITS
 _INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 
+def from_numpy(value: Any, *, name: str) -> Any:
+    """Return a numpy integer / boolean array as a CPU tensor; anything else unchanged.
+
+    Raises:
+        InvalidParameterError: on a numpy array of another dtype (float, object, ...).
+    """
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype.kind == "b":
+        return torch.from_numpy(np.array(value, dtype=np.bool_))
+    if value.dtype.kind in "iu":
+        if value.dtype.kind == "u" and value.size and int(value.max()) > np.iinfo(np.int64).max:
+            raise InvalidParameterError(
+                f"{name} = {value!r} is invalid; valid: integer ids <= {np.iinfo(np.int64).max}"
+            )
+        return torch.from_numpy(np.array(value, dtype=np.int64))
+    raise InvalidParameterError(
+        f"{name}.dtype = numpy {value.dtype} is invalid; valid: an integer (or boolean mask) "
+        "numpy array, torch tensor or list of ints"
+    )
+
+
 def _as_int_tensor(value: Any, *, name: str) -> torch.Tensor:
     """Return ``value`` as a 1-D int64 tensor (keeping its device), or raise."""
+    value = from_numpy(value, name=name)
     if isinstance(value, torch.Tensor):
         if value.dtype not in _INT_DTYPES:
             raise InvalidParameterError(
@@ -80,7 +109,8 @@ def _as_int_tensor(value: Any, *, name: str) -> torch.Tensor:
             isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items
         ):
             raise InvalidParameterError(
-                f"{name} = {value!r} is invalid; valid: a 1-D integer tensor or a list of ints"
+                f"{name} = {value!r} is invalid; valid: a 1-D integer tensor, numpy integer "
+                "array or list of ints"
             )
         tensor = torch.tensor([int(v) for v in items], dtype=torch.int64)
     if tensor.ndim != 1:
@@ -155,6 +185,7 @@ def eligible_index(eligible: Any, length: int) -> torch.Tensor:
     """
     if eligible is None:
         return torch.arange(length, dtype=torch.int64)
+    eligible = from_numpy(eligible, name="eligible")
     if isinstance(eligible, torch.Tensor) and eligible.dtype == torch.bool:
         if tuple(eligible.shape) != (length,):
             raise InvalidParameterError(
@@ -182,6 +213,7 @@ def _alphabet_tensor(alphabet: Any) -> torch.Tensor:
     if isinstance(alphabet, numbers.Integral) and not isinstance(alphabet, bool):
         size = check_int(alphabet, name="vocab_size", minimum=2)
         return torch.arange(size, dtype=torch.int64)
+    alphabet = from_numpy(alphabet, name="alphabet")
     if isinstance(alphabet, torch.Tensor) and alphabet.dtype == torch.bool:
         if alphabet.ndim != 1:
             raise InvalidParameterError(
@@ -218,10 +250,11 @@ class TokenSubstitutionNoise:
     Args:
         beta: substitution probability per eligible position, ``0 < beta < 1``.
         alphabet: the ``V`` token ids the kernel draws from: an int ``V`` (ids
-            ``0..V-1``), a 1-D integer tensor or list of distinct ids (sorted here), or
-            a 1-D boolean mask over the vocabulary. ``V >= 2``. Required for
-            ``"uniform"``; optional for ``"mask"`` (then it only restricts the
-            original tokens, and must not contain ``mask_id``).
+            ``0..V-1``), a 1-D integer tensor, numpy array or list of distinct ids
+            (sorted here), or a 1-D boolean mask (tensor or numpy) over the
+            vocabulary. ``V >= 2``. Required for ``"uniform"``; optional for
+            ``"mask"`` (then it only restricts the original tokens, and must not
+            contain ``mask_id``).
         kernel: ``"uniform"`` or ``"mask"``.
         mask_id: the mask token id (``"mask"`` kernel only), ``>= 0``.
 
@@ -420,7 +453,13 @@ class BoundTokenNoise:
         Per eligible position: ``|P(replace) - beta| <= 2**-63`` plus, for ``"uniform"``,
         a modulo bias of at most ``2**-62`` per token over ``V - 1`` tokens (TV at most
         ``(V - 1) 2**-63``, zero when ``V - 1`` is a power of two). Summed over the
-        ``D`` independent positions (TV of a product is at most the sum).
+        ``D`` independent positions (TV of a product is at most the sum). The exact
+        per-position TV is at most ``|P(replace) - beta| + rem (m - rem) / (m 2**62)``
+        with ``m = V - 1`` and ``rem = 2**62 mod m``, below this bound.
+
+        It assumes ``torch.randint(0, 2**62)`` is exactly uniform (a power-of-two range)
+        and covers the token kernel only; Gaussian image noise (hybrid kernel) is treated
+        as exact and is not included.
 
         Returns:
             A float bound (about ``D (V + 1) 1.1e-19``).
@@ -433,7 +472,11 @@ class BoundTokenNoise:
         return self.num_eligible * per
 
     def _ensure(self, num: int) -> None:
-        if num <= self._capacity:
+        # Buffers made inside torch.inference_mode() are inference tensors, which
+        # cannot be written in place outside it: reallocate when the mode changes.
+        if num <= self._capacity and (
+            self._out.is_inference() == torch.is_inference_mode_enabled()
+        ):
             return
         dev, d, length = self.tokens.device, self.num_eligible, self.tokens.numel()
         self._out = torch.empty((num, length), dtype=torch.int64, device=dev)
