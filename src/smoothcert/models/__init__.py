@@ -1,1 +1,43 @@
-"""smoothcert.models."""
+"""Bundled small models: architectures, sha256-checked weights, and their training.
+
+The weights ship inside the package (``models/weights/*.pt`` with ``manifest.json``)
+and are never downloaded. ``digits_cnn`` is trained on the digits train split with
+Gaussian noise at each sigma in :func:`available_sigmas`; inputs are pixels in [0, 1],
+so a sigma is in [0, 1]-pixel units. Recreate the weights with ``smoothcert train``
+(:func:`smoothcert.models.train.train_all`).
+
+Example:
+    >>> from smoothcert.models import available_sigmas, list_models, load_model
+    >>> list_models(), available_sigmas("digits_cnn")
+    (['digits_cnn'], (0.25, 0.5, 1.0))
+    >>> load_model("digits_cnn", sigma=1.0).training
+    False
+"""
+
+from smoothcert.models.architectures import DigitsCNN, ModelSpec, get_model_spec, list_models
+from smoothcert.models.loading import (
+    WeightsInfo,
+    available_sigmas,
+    default_weights_dir,
+    load_model,
+    read_manifest,
+    weights_info,
+)
+from smoothcert.models.train import noisy_accuracy, save_weights, train_all, train_model
+
+__all__ = [
+    "DigitsCNN",
+    "ModelSpec",
+    "WeightsInfo",
+    "available_sigmas",
+    "default_weights_dir",
+    "get_model_spec",
+    "list_models",
+    "load_model",
+    "noisy_accuracy",
+    "read_manifest",
+    "save_weights",
+    "train_all",
+    "train_model",
+    "weights_info",
+]

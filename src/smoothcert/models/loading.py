@@ -1,0 +1,331 @@
+"""Loading bundled model weights, checked against a sha256 manifest.
+
+Weight files live in a weights directory (by default ``smoothcert/models/weights/``
+inside the installed package) next to ``manifest.json``, which records for every file
+the model name, the training sigma and the sha256 of the file. Files are named
+``{name}_sigma{sigma}.pt`` (e.g. ``digits_cnn_sigma0.25.pt``) and hold a plain
+``state_dict``, read with ``torch.load(..., weights_only=True)``. Nothing is ever
+downloaded; missing or altered weights raise :class:`~smoothcert.errors.AssetError`
+telling the user to run ``smoothcert train``.
+
+The manifest (``format`` 1) is a JSON object::
+
+    {"format": 1,
+     "files": {"digits_cnn_sigma0.25.pt": {"model": "digits_cnn", "sigma": 0.25,
+               "sha256": "...", "size_bytes": 291000, "dataset": "digits",
+               "training": {...}}}}
+
+Example:
+    >>> from smoothcert.models import available_sigmas, load_model
+    >>> available_sigmas("digits_cnn")
+    (0.25, 0.5, 1.0)
+    >>> model = load_model("digits_cnn", sigma=0.25)
+    >>> model.training, model.sigma
+    (False, 0.25)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from smoothcert._validation import check_positive
+from smoothcert.errors import AssetError, InvalidParameterError
+from smoothcert.models.architectures import get_model_spec
+
+__all__ = [
+    "MANIFEST_NAME",
+    "WeightsInfo",
+    "available_sigmas",
+    "default_weights_dir",
+    "load_model",
+    "read_manifest",
+    "sha256_file",
+    "weights_filename",
+    "weights_info",
+]
+
+MANIFEST_NAME = "manifest.json"
+"""File name of the manifest inside a weights directory."""
+
+MANIFEST_FORMAT = 1
+"""Version of the manifest layout written by :func:`smoothcert.models.train.save_weights`."""
+
+_RETRAIN_HINT = "run `smoothcert train` to (re)create the weights"
+
+
+def default_weights_dir() -> Path:
+    """Return the weights directory shipped inside the package."""
+    return Path(__file__).resolve().parent / "weights"
+
+
+def _resolve_dir(weights_dir: str | os.PathLike[str] | None) -> Path:
+    return default_weights_dir() if weights_dir is None else Path(weights_dir)
+
+
+def weights_filename(name: str, sigma: float) -> str:
+    """Return the file name of the weights of model ``name`` trained at ``sigma``.
+
+    Example:
+        >>> weights_filename("digits_cnn", 0.5)
+        'digits_cnn_sigma0.5.pt'
+    """
+    return f"{name}_sigma{float(sigma)!r}.pt"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Return the hex sha256 digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(weights_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Read and validate ``manifest.json`` of a weights directory.
+
+    Args:
+        weights_dir: directory holding the weights; ``None`` for the bundled one.
+
+    Returns:
+        The manifest as a dict with keys ``"format"`` and ``"files"``.
+
+    Raises:
+        AssetError: if the manifest is missing, not valid JSON or malformed.
+    """
+    directory = _resolve_dir(weights_dir)
+    path = directory / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AssetError(f"weights manifest {path} is missing; {_RETRAIN_HINT}") from None
+    except OSError as err:
+        raise AssetError(
+            f"weights manifest {path} cannot be read ({err}); {_RETRAIN_HINT}"
+        ) from err
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AssetError(
+            f"weights manifest {path} is not valid JSON ({err}); {_RETRAIN_HINT}"
+        ) from err
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise AssetError(
+            f"weights manifest {path} has an unsupported format (expected format "
+            f"{MANIFEST_FORMAT}); {_RETRAIN_HINT}"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("model"), str)
+        and isinstance(entry.get("sigma"), int | float)
+        and isinstance(entry.get("sha256"), str)
+        for entry in files.values()
+    ):
+        raise AssetError(f"weights manifest {path} is malformed; {_RETRAIN_HINT}")
+    return manifest
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the weights of one (model, sigma) pair are and what they must hash to.
+
+    Attributes:
+        name: model name.
+        sigma: standard deviation of the Gaussian training noise, in [0, 1]-pixel units.
+        path: path of the weight file.
+        sha256: expected hex sha256 of the file (from the manifest).
+        metadata: the full manifest entry (training settings, accuracy, ...).
+    """
+
+    name: str
+    sigma: float
+    path: Path
+    sha256: str
+    metadata: dict[str, Any]
+
+
+def available_sigmas(
+    name: str = "digits_cnn", *, weights_dir: str | os.PathLike[str] | None = None
+) -> tuple[float, ...]:
+    """Return the sigmas for which weights of model ``name`` exist, sorted.
+
+    Args:
+        name: a name from :func:`~smoothcert.models.list_models`.
+        weights_dir: directory holding the weights; ``None`` for the bundled one.
+
+    Returns:
+        Training noise levels in [0, 1]-pixel units, increasing. Empty when the
+        manifest lists no weights for ``name``.
+
+    Raises:
+        InvalidParameterError: if ``name`` is not a bundled model.
+        AssetError: if the manifest is missing or malformed.
+
+    Example:
+        >>> from smoothcert.models import available_sigmas
+        >>> available_sigmas("digits_cnn")
+        (0.25, 0.5, 1.0)
+    """
+    get_model_spec(name)
+    files = read_manifest(weights_dir)["files"]
+    return tuple(sorted({float(e["sigma"]) for e in files.values() if e["model"] == name}))
+
+
+def weights_info(
+    name: str = "digits_cnn",
+    sigma: float = 0.25,
+    *,
+    weights_dir: str | os.PathLike[str] | None = None,
+) -> WeightsInfo:
+    """Look up the manifest entry of model ``name`` trained at ``sigma``.
+
+    Args:
+        name: a name from :func:`~smoothcert.models.list_models`.
+        sigma: training noise level (in [0, 1]-pixel units); must be one of
+            :func:`available_sigmas` (compared with a relative tolerance of 1e-9).
+        weights_dir: directory holding the weights; ``None`` for the bundled one.
+
+    Returns:
+        The :class:`WeightsInfo` (the file itself is not read).
+
+    Raises:
+        InvalidParameterError: if ``name`` is unknown, ``sigma`` is not a positive
+            finite number, or no weights were trained at ``sigma`` (the message lists
+            the available sigmas).
+        AssetError: if the manifest is missing or malformed, or lists no weights at
+            all for ``name``.
+    """
+    get_model_spec(name)
+    sigma = check_positive(sigma, name="sigma")
+    directory = _resolve_dir(weights_dir)
+    files = read_manifest(directory)["files"]
+    candidates = {fn: e for fn, e in files.items() if e["model"] == name}
+    if not candidates:
+        raise AssetError(
+            f"no weights for model {name!r} in {directory / MANIFEST_NAME}; {_RETRAIN_HINT}"
+        )
+    for filename, entry in sorted(candidates.items()):
+        if math.isclose(float(entry["sigma"]), sigma, rel_tol=1e-9, abs_tol=0.0):
+            if Path(filename).name != filename:
+                raise AssetError(
+                    f"weights manifest entry {filename!r} is not a plain file name; {_RETRAIN_HINT}"
+                )
+            return WeightsInfo(
+                name=name,
+                sigma=float(entry["sigma"]),
+                path=directory / filename,
+                sha256=str(entry["sha256"]).lower(),
+                metadata=dict(entry),
+            )
+    choices = sorted({float(e["sigma"]) for e in candidates.values()})
+    raise InvalidParameterError(
+        f"sigma = {sigma!r} is invalid for model {name!r}; valid choices: {choices} "
+        "(train weights for another sigma with `smoothcert train`)"
+    )
+
+
+def _check_device(device: str | torch.device) -> torch.device:
+    """Return ``torch.device(device)``, checking that a tensor can be put on it."""
+    valid = "an available torch device such as 'cpu' or 'cuda:0'"
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InvalidParameterError(f"device = {device!r} is invalid; valid: {valid}") from err
+    try:
+        torch.empty(0, device=target)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or ["not available"])[0][:200]
+        raise InvalidParameterError(
+            f"device = {device!r} is invalid ({reason}); valid: {valid}"
+        ) from err
+    return target
+
+
+def load_model(
+    name: str = "digits_cnn",
+    sigma: float = 0.25,
+    device: str | torch.device = "cpu",
+    *,
+    weights_dir: str | os.PathLike[str] | None = None,
+) -> nn.Module:
+    """Load a bundled model trained with Gaussian noise at ``sigma``, in eval mode.
+
+    The weight file's sha256 is checked against the manifest before it is
+    deserialised (``torch.load(weights_only=True)``, from the bytes that were hashed).
+
+    Args:
+        name: a name from :func:`~smoothcert.models.list_models`.
+        sigma: training noise level, in [0, 1]-pixel units; one of
+            :func:`available_sigmas`. Certify with the same sigma the model was
+            trained at to get the accuracy it was trained for (any sigma is sound).
+        device: torch device to move the model to.
+        weights_dir: directory holding the weights and ``manifest.json``; ``None`` for
+            the weights shipped in the package (e.g. pass the ``out_dir`` given to
+            :func:`~smoothcert.models.train.train_all`).
+
+    Returns:
+        The model in eval mode on ``device``. It takes pixels in [0, 1] of shape
+        ``(B, *input_shape)`` and returns logits ``(B, num_classes)``. Attributes
+        ``sigma`` (float) and ``weights_sha256`` (str) record what was loaded.
+
+    Raises:
+        InvalidParameterError: for an unknown ``name`` or ``device``, or a ``sigma``
+            without weights (the message lists the available sigmas).
+        AssetError: if the manifest or weight file is missing, the sha256 does not
+            match, or the file does not hold this model's weights. The message says
+            to run ``smoothcert train``.
+
+    Example:
+        >>> import torch
+        >>> from smoothcert.models import load_model
+        >>> model = load_model("digits_cnn", sigma=0.5)
+        >>> with torch.inference_mode():
+        ...     logits = model(torch.rand(4, 1, 8, 8))
+        >>> logits.shape
+        torch.Size([4, 10])
+    """
+    spec = get_model_spec(name)
+    target = _check_device(device)
+    info = weights_info(name, sigma, weights_dir=weights_dir)
+    try:
+        blob = info.path.read_bytes()
+    except FileNotFoundError:
+        raise AssetError(f"weight file {info.path} is missing; {_RETRAIN_HINT}") from None
+    except OSError as err:
+        raise AssetError(
+            f"weight file {info.path} cannot be read ({err}); {_RETRAIN_HINT}"
+        ) from err
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != info.sha256:
+        raise AssetError(
+            f"weight file {info.path} fails its checksum: sha256 {actual} does not match "
+            f"{info.sha256} in the manifest (file altered or corrupt); {_RETRAIN_HINT}"
+        )
+    try:
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad asset
+        raise AssetError(
+            f"weight file {info.path} cannot be loaded ({err}); {_RETRAIN_HINT}"
+        ) from err
+    model = spec.build()
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise AssetError(
+            f"weight file {info.path} does not hold weights of model {name!r} ({err}); "
+            f"{_RETRAIN_HINT}"
+        ) from err
+    model.sigma = info.sigma  # type: ignore[assignment]
+    model.weights_sha256 = actual  # type: ignore[assignment]
+    return model.to(target).eval()
