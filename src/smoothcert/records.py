@@ -121,9 +121,7 @@ class CertifyResult:
                 f"radius_unit = {self.radius_unit!r} is invalid; valid values: {RADIUS_UNITS}"
             )
         object.__setattr__(self, "counts_selection", tuple(int(c) for c in self.counts_selection))
-        object.__setattr__(
-            self, "counts_estimation", tuple(int(c) for c in self.counts_estimation)
-        )
+        object.__setattr__(self, "counts_estimation", tuple(int(c) for c in self.counts_estimation))
         if self.radius_curve is not None:
             object.__setattr__(self, "radius_curve", tuple(float(r) for r in self.radius_curve))
 

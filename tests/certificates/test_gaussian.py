@@ -37,7 +37,9 @@ def test_top2_larger_when_runner_up_is_small():
 
 def test_max_certifiable_radius_published_value():
     # DESIGN.md: n = 100000, alpha = 0.001 gives 3.81 sigma.
-    assert max_certifiable_radius(n=100_000, alpha=0.001, sigma=1.0) == pytest.approx(3.81, abs=5e-3)
+    assert max_certifiable_radius(n=100_000, alpha=0.001, sigma=1.0) == pytest.approx(
+        3.81, abs=5e-3
+    )
     assert max_certifiable_radius(n=100_000, alpha=0.001, sigma=0.5) == pytest.approx(
         0.5 * max_certifiable_radius(n=100_000, alpha=0.001, sigma=1.0)
     )

@@ -131,4 +131,3 @@ def max_certifiable_radius(*, n: int, alpha: float, sigma: float) -> float:
     if best <= 0.5:
         return 0.0
     return float(sigma * ndtri(best))
-
