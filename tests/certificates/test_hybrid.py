@@ -1,5 +1,6 @@
 """Hybrid text+image bound L(d, r) and radius curve r(d): reductions, oracles, extremes."""
 
+import functools
 import itertools
 import math
 import warnings
@@ -7,10 +8,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
-from scipy.special import ndtr, ndtri
+from scipy.special import gammaln, log_ndtr, logsumexp, ndtr, ndtri
 from scipy.stats import norm
 
 from smoothcert.certificates import (
@@ -190,25 +191,224 @@ FIELD_POSITIONS = [
 ]
 
 
+@functools.cache
+def fields_oracle(d, p, mu):
+    return worst_over_positions(FIELD_POSITIONS, d, p, mu)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
 @pytest.mark.parametrize("d", [1, 2, 4])
-def test_fields_bound_equals_worst_attacked_subset(d):
+def test_fields_bound_equals_worst_attacked_subset(d, order):
+    # Every order of the fields: the minimum must run over all allocations.
+    fields = [FIELDS[i] for i in order]
     for p in [0.7, 0.95]:
         for mu in [0.1, 0.8]:
-            got = hybrid_lower_bound(p, d=d, r=mu, sigma=1.0, fields=FIELDS)
-            exact = worst_over_positions(FIELD_POSITIONS, d, p, mu)
-            assert got == pytest.approx(exact, rel=1e-7, abs=1e-12)
+            got = hybrid_lower_bound(p, d=d, r=mu, sigma=1.0, fields=fields)
+            assert got == pytest.approx(fields_oracle(d, p, mu), rel=1e-7, abs=1e-12)
 
 
-def test_fields_curve_is_sound_and_tight_against_the_oracle():
+def discrete_oracle(pc, qa, p_lower):
+    """Neyman-Pearson fractional fill per noisy OUTCOME (r = 0)."""
+    ratio = np.where(pc > 0, qa / np.where(pc > 0, pc, 1.0), np.inf)
+    order = np.argsort(ratio, kind="stable")
+    left, total = p_lower, 0.0
+    for i in order:
+        if left <= 0 or pc[i] == 0:
+            break
+        take = min(pc[i], left)
+        total += ratio[i] * take
+        left -= take
+    return total
+
+
+# (field, oracle position) pairs; the curve must not depend on the order of the fields.
+FIELD_SPECS = [
+    (TokenField(0.3, 2, positions=2), ("uniform", Fraction(3, 10), 2)),
+    (TokenField(0.4, 3, positions=1), ("uniform", Fraction(2, 5), 3)),
+    (TokenField(0.6, kernel="mask", positions=1), ("mask", Fraction(3, 5), 0)),
+]
+
+
+def oracle_positions(specs, d):
+    """Every eligible position; a field without positions gets d of them (enough)."""
+    out = []
+    for field, pos in specs:
+        out += [pos] * (d if field.positions is None else field.positions)
+    return out
+
+
+@pytest.mark.parametrize("unbounded", [None, 0, 2])
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_fields_curve_is_sound_and_tight_against_the_oracle(order, unbounded):
+    # Brute force over every set of attacked positions, for every order of the fields
+    # (a curve that kept only some of the allocations passes for some orders only).
     p, tau, sigma = 0.99, 0.3, 0.5
-    curve = hybrid_radius_curve(p, d_max=5, sigma=sigma, tau=tau, fields=FIELDS)
+    specs = []
+    for i in order:
+        field, pos = FIELD_SPECS[i]
+        positions = None if i == unbounded else field.positions
+        specs.append((TokenField(field.beta, field.vocab_size, field.kernel, positions), pos))
+    fields = [f for f, _ in specs]
+    d_max = 5 if unbounded is None else 3
+    curve = hybrid_radius_curve(p, d_max=d_max, sigma=sigma, tau=tau, fields=fields)
     assert np.all(np.diff(curve) <= 0)
-    assert curve[5] == curve[4]  # only 4 eligible positions
-    for d in range(5):
+    if unbounded is None:
+        assert curve[5] == curve[4]  # only 4 eligible positions
+    for d in range(min(d_max, 4) + 1):
+        positions = oracle_positions(specs, d)
         r = curve[d]
-        assert r > 0
-        assert worst_over_positions(FIELD_POSITIONS, d, p, r / sigma) >= tau * (1 - 1e-9)
-        assert worst_over_positions(FIELD_POSITIONS, d, p, r * (1 + 1e-5) / sigma) < tau
+        if r > 0:
+            assert worst_over_positions(positions, d, p, r / sigma) >= tau * (1 - 1e-9)
+            assert worst_over_positions(positions, d, p, r * (1 + 1e-5) / sigma) < tau
+        else:  # not certified even at r = 0
+            worst = 1.0
+            for size in range(min(d, len(positions)) + 1):
+                for subset in itertools.combinations(range(len(positions)), size):
+                    hit = [i in subset for i in range(len(positions))]
+                    worst = min(worst, discrete_oracle(*enumerate_pair(positions, hit), p))
+            assert worst < tau * (1 + 1e-9)
+
+
+def test_fields_curve_with_the_mask_field_first():
+    # Regression: the minimum over allocations must cover the last allocation too
+    # (keeping only the first one gave r(1) = 1.343 here instead of 1.064).
+    fields = [TokenField(0.6, kernel="mask", positions=1), *(f for f, _ in FIELD_SPECS[:2])]
+    curve = hybrid_radius_curve(0.99, d_max=1, sigma=0.5, tau=0.3, fields=fields)
+    assert curve[1] == pytest.approx(1.064, abs=5e-4)
+
+
+# ------------------------------------- independent closed-form oracle at large d
+def closed_form_levels(vocab, beta, d):
+    """(log gamma_k, log p_k, log q_k) of the uniform kernel, multinomial closed form.
+
+    ``i`` positions show u (clean 1 - beta), ``j`` show u' (clean a), ``o`` another token;
+    ``k = i - j``. The adversarial mass is ``gamma^k p_k`` (not the mirror image).
+    """
+    a = beta / (vocab - 1)
+    i = np.arange(d + 1)[:, None]
+    j = np.arange(d + 1)[None, :]
+    o = d - i - j
+    valid = (o >= 0) & ((o == 0) if vocab == 2 else True)
+    oo = np.where(valid, o, 0)
+    log_other = math.log(beta - a) if vocab > 2 else 0.0
+    log_p = (
+        gammaln(d + 1)
+        - gammaln(i + 1)
+        - gammaln(j + 1)
+        - gammaln(oo + 1)
+        + i * math.log1p(-beta)
+        + j * math.log(a)
+        + oo * log_other
+    )
+    log_p = np.where(valid, log_p, -np.inf)
+    ks = np.arange(-d, d + 1)
+    # Entries with i - j = k lie on the diagonal of offset -k.
+    lp = np.array([logsumexp(np.diagonal(log_p, offset=-k)) for k in ks])
+    keep = np.isfinite(lp)
+    lg = ks[keep] * (math.log(a) - math.log1p(-beta))
+    return lg, lp[keep], lp[keep] + lg
+
+
+def closed_form_bound(levels, p, mu):
+    """(L, 1 - L) by brentq on the clean CDF in log t (complement form for p > 1/2)."""
+    lg, lp, lq = levels
+    comp = p > 0.5
+
+    def h(s):  # increasing in s, root at F(s) = p
+        z = (s - lg) / mu + mu / 2
+        if comp:
+            return math.log1p(-p) - logsumexp(lp + log_ndtr(-z))
+        return logsumexp(lp + log_ndtr(z)) - math.log(p)
+
+    lo = lg.min() - mu * (mu + 45.0) - 1.0
+    hi = lg.max() + mu * (mu + 45.0) + 1.0
+    assert h(lo) < 0 < h(hi)
+    s = brentq(h, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500)
+    z = (s - lg) / mu - mu / 2
+    return math.exp(logsumexp(lq + log_ndtr(z))), math.exp(logsumexp(lq + log_ndtr(-z)))
+
+
+def assert_radius_against_closed_form(levels, p, r, sigma, tau):
+    """Certified at r (within 1e-9 relative) and not at r (1 + 1e-4)."""
+    lower, upper_c = closed_form_bound(levels, p, r / sigma)
+    if tau <= 0.5:
+        assert lower >= tau * (1 - 1e-9)
+    else:
+        assert upper_c <= (1 - tau) * (1 + 1e-9)
+    if r / sigma > 1e-3:  # tightness (far above the evaluation floor of mu)
+        lower, upper_c = closed_form_bound(levels, p, r * (1 + 1e-4) / sigma)
+        assert (lower < tau) if tau <= 0.5 else (upper_c > 1 - tau)
+
+
+@pytest.mark.parametrize(
+    ("vocab", "beta", "p", "tau", "ds"),
+    [
+        (30522, 0.9, 1 - 1e-12, 1e-12, [1, 10, 100, 200, 257]),
+        (2, 0.45, 1 - 1e-9, 4.6e-5, [1, 50, 150]),
+        (5, 0.75, 0.999, 0.5, [1, 20, 60]),
+        (5, 0.85, 1 - 1e-6, 0.9, [1, 30, 90]),  # rho > 1
+    ],
+)
+def test_uniform_curve_against_closed_form_oracle_at_large_d(vocab, beta, p, tau, ds):
+    sigma = 0.5
+    curve = hybrid_radius_curve(p, d_max=max(ds), sigma=sigma, beta=beta, vocab_size=vocab, tau=tau)
+    for d in ds:
+        assert curve[d] > 0
+        assert_radius_against_closed_form(
+            closed_form_levels(vocab, beta, d), p, curve[d], sigma, tau
+        )
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    vocab=st.sampled_from([2, 3, 5, 50, 30522, 10**6]),
+    log_rho=st.one_of(st.floats(-4.0, 2.0), st.floats(-0.05, 0.05)),
+    p=st.one_of(st.floats(0.5, 1 - 1e-12), st.floats(1e-9, 1e-2).map(lambda x: 1 - x)),
+    tau=st.sampled_from([1e-12, 4.6e-5, 0.1, 0.5, 0.9]),
+    d_max=st.integers(1, 300),
+    pick=st.randoms(use_true_random=False),
+)
+def test_uniform_curve_against_closed_form_oracle(vocab, log_rho, p, tau, d_max, pick):
+    # beta from rho = beta / ((V - 1)(1 - beta)): covers rho < 1, rho ~ 1 and rho > 1,
+    # the latter two certify hundreds of tokens.
+    x = math.exp(log_rho) * (vocab - 1)
+    beta = x / (1 + x)
+    assume(0.0 < beta < 1.0)
+    sigma = 0.5
+    curve = hybrid_radius_curve(p, d_max=d_max, sigma=sigma, beta=beta, vocab_size=vocab, tau=tau)
+    positive = [d for d in range(1, d_max + 1) if curve[d] > 0]
+    checks = set(pick.sample(positive, min(2, len(positive))))
+    if positive:
+        checks.add(positive[-1])
+    for d in sorted(checks):
+        assert_radius_against_closed_form(
+            closed_form_levels(vocab, beta, d), p, curve[d], sigma, tau
+        )
+
+
+def test_every_returned_radius_is_reverified(monkeypatch):
+    # Sabotage the root finder (radii 0.1 % too large): the re-verification must shrink
+    # every radius until the bound holds, for every allocation of the fields.
+    import smoothcert.certificates.hybrid as hybrid_module
+
+    real = hybrid_module.radius_step
+
+    def too_far(levels, p, tau, cap):
+        mu, s = real(levels, p, tau, cap)
+        return mu * 1.001, s
+
+    monkeypatch.setattr(hybrid_module, "radius_step", too_far)
+    p, sigma = np.array([0.7, 0.99, 1 - 1e-9]), 0.5
+    for tau, kw in [
+        (0.5, {"beta": 0.3, "vocab_size": 5}),
+        (1e-6, {"beta": 0.9, "kernel": "mask"}),
+        (0.3, {"fields": FIELDS}),
+    ]:
+        curve = hybrid_radius_curve(p, d_max=4, sigma=sigma, tau=tau, **kw)
+        assert np.any(curve[:, 1:] > 0)
+        for d in range(5):
+            lower = hybrid_lower_bound(p, d=d, r=curve[:, d], sigma=sigma, **kw)
+            assert np.all(lower[curve[:, d] > 0] >= tau)
 
 
 # --------------------------------------------------------------------- Monte Carlo
@@ -396,12 +596,77 @@ def test_thousands_of_tokens():
 
 
 def test_p_lower_one_gives_adversarial_mass_of_clean_support():
-    assert hybrid_lower_bound(1.0, d=3, r=0.5, sigma=1.0, beta=0.3, vocab_size=5) == pytest.approx(
-        1.0
-    )
-    assert hybrid_lower_bound(1.0, d=3, r=0.5, sigma=1.0, beta=0.8, kernel="mask") == pytest.approx(
-        0.8**3, rel=1e-9
-    )
+    r = np.array([0.0, 0.5, 40.0, 1e3, 1e200])  # independent of r
+    uniform = hybrid_lower_bound(1.0, d=3, r=r, sigma=1.0, beta=0.3, vocab_size=5)
+    np.testing.assert_allclose(uniform, 1.0, rtol=1e-12)
+    assert np.all(uniform <= 1.0)
+    mask = hybrid_lower_bound(1.0, d=3, r=r, sigma=1.0, beta=0.8, kernel="mask")
+    np.testing.assert_allclose(mask, 0.8**3, rtol=1e-9)
+    assert np.all(mask <= 0.8**3)
+
+
+def test_tiny_p_lower_against_closed_form_at_d0():
+    # Regression: p_lower at or below the safety margin used to give 0 (L = 9.96e-13 here).
+    got = hybrid_lower_bound(1e-12, d=0, r=1.5e-5, sigma=0.03, beta=0.99, vocab_size=2)
+    assert got == pytest.approx(ndtr(ndtri(1e-12) - 5e-4), rel=1e-9)
+    p = np.array([1e-300, 1e-200, 1e-100, 1e-30, 1e-13, 1e-12, 2e-12, 1e-9])
+    for kw in [{"beta": 0.99, "vocab_size": 2}, {"beta": 0.3, "kernel": "mask"}]:
+        for mu in [5e-4, 0.01, 0.5, 1.5]:
+            got = hybrid_lower_bound(p, d=0, r=mu * 0.03, sigma=0.03, **kw)
+            log_exact = log_ndtr(ndtri(p) - mu)
+            normal = log_exact > math.log(1e-290)  # the rest underflows (to subnormals)
+            assert np.all(got[normal] > 0)
+            log_got = np.log(got[normal])
+            assert np.all(log_got <= log_exact[normal] + 1e-15)  # sound
+            np.testing.assert_allclose(log_got, log_exact[normal], rtol=0, atol=1e-9)  # tight
+
+
+def test_huge_image_radius_gives_zero_without_warnings():
+    # r / sigma overflows to inf, or is finite but far beyond any certifiable radius.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = hybrid_lower_bound(0.9, d=1, r=1e300, sigma=1e-10, beta=0.3, vocab_size=5)
+        assert got == 0.0
+        p = np.array([0.0, 1e-300, 0.5, 0.9, 1 - 1e-16])
+        for r in [60.0, 1e10, 1e200, 1.7e308]:
+            for kw in [{"beta": 0.3, "vocab_size": 5}, {"beta": 0.8, "kernel": "mask"}]:
+                got = hybrid_lower_bound(p, d=2, r=r, sigma=1.0, **kw)
+                np.testing.assert_array_equal(got, 0.0)
+        # Just below the cutoff (Phi^-1(p) + 39) the value is tiny but evaluated.
+        below = hybrid_lower_bound(0.5, d=0, r=38.0, sigma=1.0, beta=0.3, vocab_size=5)
+        assert below == pytest.approx(ndtr(-38.0), rel=1e-9)
+        # An r / sigma that underflows to 0 is not treated as r = 0 (a larger bound).
+        tiny = hybrid_lower_bound(0.9, d=1, r=1e-300, sigma=1e10, beta=0.3, vocab_size=5)
+        assert tiny < hybrid_lower_bound(0.9, d=1, r=0.0, sigma=1e10, beta=0.3, vocab_size=5)
+
+
+def test_values_near_one_never_exceed_the_exact_bound():
+    # L is computed as 1 - x near 1; round-to-nearest used to exceed the exact value by
+    # up to half an ulp. Exact: Phi(Phi^-1(p) - mu) at d = 0, p (1 - tiny) for r = 0.
+    mp = pytest.importorskip("mpmath")
+    ps = [1 - 2.0**-k for k in (20, 30, 40, 45, 50, 52, 53)] + [1 - 3e-16, 1 - 1e-15]
+    with mp.workdps(40):
+        for p in ps:
+            z = -mp.sqrt(2) * mp.erfinv(1 - 2 * mp.mpf(p))
+            for mu in [0.0, 1e-6, 1e-4, 1e-3, 0.01]:
+                got = hybrid_lower_bound(p, d=0, r=mu, sigma=1.0, beta=0.3, vocab_size=5)
+                exact = mp.ncdf(z - mu)
+                assert mp.mpf(float(got)) <= exact
+                assert exact - mp.mpf(float(got)) <= 1e-9 * (1 - exact) + 4.5e-16
+                assert mp.mpf(float(token_lower_bound(p, d=0, beta=0.3, vocab_size=5))) <= p
+
+
+def test_rho_one_up_to_rounding_matches_the_gaussian_curve():
+    # beta = (V - 1) / V: log rho is 0 or a few 1e-16 (not snapped), the curve stays the
+    # d = 0 one up to O(d 1e-16).
+    p = np.array([0.6, 0.99, 1 - 1e-9])
+    for vocab in [2, 3, 4, 5, 7]:
+        beta = (vocab - 1) / vocab
+        curve = hybrid_radius_curve(p, d_max=100, sigma=1.0, beta=beta, vocab_size=vocab, tau=0.3)
+        np.testing.assert_allclose(curve[:, -1], curve[:, 0], rtol=1e-9)
+        lower = token_lower_bound(p, d=1000, beta=beta, vocab_size=vocab)
+        np.testing.assert_allclose(lower, p, rtol=1e-8)  # margin 2^-40 (2d + 2), twice
+        assert np.all(lower <= p)
 
 
 # ----------------------------------------------------------------------- bad input

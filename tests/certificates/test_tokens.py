@@ -17,7 +17,7 @@ from smoothcert.certificates import (
     max_certifiable_tokens_for_samples,
     token_lower_bound,
 )
-from smoothcert.certificates._levels import Group, group_levels
+from smoothcert.certificates._levels import Group, group_levels, one_minus_down, one_minus_up
 from smoothcert.errors import InvalidParameterError
 
 MASK = -1
@@ -288,6 +288,52 @@ def test_max_tokens_for_samples_is_the_all_agree_case():
 
 def test_max_tokens_limit():
     assert max_certifiable_tokens(1.0, beta=0.3, vocab_size=5, d_limit=7) == 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    vocab=st.sampled_from([2, 3, 5, 100, 30522]),
+    rho=st.floats(1e-4, 2.0),
+    d=st.integers(1, 25),
+    p=st.one_of(st.floats(0.0, 1.0), st.floats(1e-12, 1e-1).map(lambda x: 1 - x)),
+)
+def test_uniform_never_below_mask_while_rho_at_most_two(vocab, rho, d, p):
+    # rho <= 2: the uniform noisy token can be simulated from the masked one (a garbling),
+    # so its Neyman-Pearson bound is at least the mask one at every d and p_lower.
+    x = rho * (vocab - 1)
+    beta = x / (1 + x)
+    uniform = token_lower_bound(p, d=d, beta=beta, vocab_size=vocab)
+    mask = token_lower_bound(p, d=d, beta=beta, kernel="mask")
+    assert uniform >= mask * (1 - 1e-9)
+
+
+def test_uniform_against_mask_examples_of_the_docs():
+    # Uniform can certify many more tokens (rho ~ 0.05) or far fewer (rho = 9 > 2).
+    assert max_certifiable_tokens(0.9, beta=0.05, vocab_size=2, tau=1e-6) == 6
+    assert max_certifiable_tokens(0.9, beta=0.05, kernel="mask", tau=1e-6) == 0
+    assert max_certifiable_tokens(0.99, beta=0.9, vocab_size=2, tau=1e-6) == 12
+    assert max_certifiable_tokens(0.99, beta=0.9, kernel="mask", tau=1e-6) == 43
+    # Just above rho = 2 the mask kernel already wins at some (d, p_lower).
+    beta = 2.02 / 3.02  # V = 2, rho = 2.02
+    p = np.linspace(0.0, 1.0, 401)
+    gaps = [
+        np.max(
+            token_lower_bound(p, d=d, beta=beta, kernel="mask")
+            - token_lower_bound(p, d=d, beta=beta, vocab_size=2)
+        )
+        for d in range(1, 6)
+    ]
+    assert max(gaps) > 1e-4
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=st.one_of(st.floats(0.0, 1.0), st.floats(0.0, 1e-12), st.floats(0.4, 0.6)))
+def test_one_minus_rounds_in_the_conservative_direction(x):
+    exact = 1 - Fraction(x)
+    down = float(one_minus_down(np.array([x]))[0])
+    up = float(one_minus_up(np.array([x]))[0])
+    assert Fraction(down) <= exact < Fraction(np.nextafter(down, np.inf))
+    assert Fraction(np.nextafter(up, -np.inf)) < exact <= Fraction(up)
 
 
 # -------------------------------------------------------------------- bad input

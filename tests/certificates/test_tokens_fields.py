@@ -1,6 +1,9 @@
 """Heterogeneous fields: exact enumeration oracle over WHICH positions are attacked."""
 
+import functools
 import itertools
+import re
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -74,11 +77,18 @@ POSITIONS_A = [
 P_GRID = [0.1, 0.45, 0.7, 0.9, 0.97, 0.999]
 
 
+@functools.cache
+def exact_a(d, p):
+    return worst_over_positions(POSITIONS_A, d, p)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
 @pytest.mark.parametrize("d", [0, 1, 2, 3, 4, 6])
-def test_fields_equal_enumeration_over_attacked_positions(d):
-    got = token_lower_bound(P_GRID, d=d, fields=FIELDS_A)
+def test_fields_equal_enumeration_over_attacked_positions(d, order):
+    # Every order of the fields: the minimum must run over all allocations.
+    got = token_lower_bound(P_GRID, d=d, fields=[FIELDS_A[i] for i in order])
     for p, value in zip(P_GRID, got, strict=True):
-        exact = worst_over_positions(POSITIONS_A, d, p)
+        exact = exact_a(d, p)
         assert value <= exact + 1e-15
         assert value == pytest.approx(exact, rel=1e-9, abs=1e-12)
 
@@ -120,6 +130,37 @@ def test_max_tokens_with_fields():
     for pi, g in zip(p, got, strict=True):
         values = [token_lower_bound(pi, d=d, fields=fields) for d in range(30)]
         assert g == max([d for d, v in enumerate(values) if v >= 0.5], default=0)
+
+
+def test_max_tokens_over_unbounded_fields_raises_quickly():
+    # Three distinct unbounded fields: the cost of d grows like d^5; the default d_limit
+    # used to run for minutes. Now the scan stops at a fixed budget and says how far it got.
+    fields = [TokenField(0.3, 5), TokenField(0.4, 7), TokenField(0.5, 9)]
+    start = time.perf_counter()
+    with pytest.raises(InvalidParameterError, match="valid range") as err:
+        max_certifiable_tokens(1.0, fields=fields, tau=0.5)
+    assert time.perf_counter() - start < 20.0  # a hang guard, not a benchmark
+    message = str(err.value)
+    assert "d_limit = 10000" in message and "positions" in message
+    limit = int(re.search(r"d_limit <= (\d+)", message).group(1))
+    assert 5 <= limit < 200
+    # The suggested d_limit works and gives "at least d_limit".
+    assert max_certifiable_tokens(1.0, fields=fields, tau=0.5, d_limit=limit) == limit
+    # Examples that stop early never hit the budget.
+    assert max_certifiable_tokens(0.9, fields=fields, tau=0.5) == 0
+
+
+def test_max_tokens_with_bounded_fields_stops_at_the_capacity():
+    fields = [TokenField(0.3, 5, positions=3), TokenField(0.9, kernel="mask", positions=2)]
+    p = np.array([0.9, 0.999999, 1.0])
+    got = max_certifiable_tokens(p, fields=fields, tau=1e-3)  # default d_limit = 10000
+    for pi, g in zip(p, got, strict=True):
+        values = [token_lower_bound(pi, d=d, fields=fields) for d in range(7)]
+        assert values[5] == values[6]  # 5 positions: more budget is the same attack
+        best = max([d for d, v in enumerate(values) if v >= 1e-3], default=0)
+        assert g == (10_000 if best == 6 else best)
+    assert got[-1] == 10_000
+    assert max_certifiable_tokens(1.0, fields=fields, tau=1e-3, d_limit=4) == 4
 
 
 @pytest.mark.parametrize(

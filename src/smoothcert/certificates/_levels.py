@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 
 LOG_PRUNE = math.log(1e-80)
+ALLOCATION_OVERHEAD = 1000  # fixed cost of one product or bound, in levels (~0.1 ms)
 _NEG_INF = -math.inf
 
 
@@ -184,7 +185,20 @@ def point_levels() -> Levels:
 
 
 def _uniform_params(beta: float, vocab_size: int) -> tuple[float, float, float, float]:
-    """``(log(1 - beta), log a, log(beta - a), log rho)`` of the uniform kernel."""
+    """``(log(1 - beta), log a, log(beta - a), log rho)`` of the uniform kernel.
+
+    ``log rho = log a - log(1 - beta)`` carries a rounding error of a few ulp of the
+    logs involved. At ``beta = (V - 1) / V`` (``rho = 1``) it is exactly 0 only when the
+    logs cancel exactly (e.g. ``V = 2``, ``beta = 0.5``); otherwise it comes out as a
+    few ``1e-16`` of either sign (often ``beta`` itself is not exactly ``(V - 1) / V``:
+    for ``V = 3`` the float ``2/3`` gives a true ``log rho`` of ``-1.7e-16``). The
+    levels ``rho^k`` then stay ``2d + 1`` separate levels within ``d * 1e-15`` of ratio
+    1 instead of one merged level: the bound differs from the ``rho = 1`` value by
+    ``O(d * 1e-16)`` relative, far inside the safety margin :attr:`Levels.slack`
+    (``2^-40`` times the number of levels). It is deliberately not snapped to 0:
+    merging the ``2d + 1`` levels into one would shrink that margin to ``2^-39``,
+    below the ``O(d * 1e-16)`` change for ``d`` in the tens of thousands.
+    """
     log_plus = math.log1p(-beta)
     log_minus = math.log(beta) - math.log(vocab_size - 1)
     log_zero = math.log(beta) + math.log1p(-1.0 / (vocab_size - 1)) if vocab_size > 2 else _NEG_INF
@@ -319,6 +333,7 @@ class AttackLevels:
         self.groups = list(groups)
         self._iters = [iter_group_levels(g) for g in self.groups]
         self._tables: list[list[Levels]] = [[] for _ in self.groups]
+        self._sizes: list[list[int]] = [[] for _ in self.groups]
         self._last: Levels | None = None
         self._last_e = -1
 
@@ -337,7 +352,44 @@ class AttackLevels:
         table = self._tables[i]
         while len(table) <= e:
             table.append(next(self._iters[i]))
+            self._sizes[i].append(table[-1].size)
         return table[e]
+
+    @property
+    def capacity(self) -> int | None:
+        """Total number of eligible positions (``None`` if a group is unbounded).
+
+        Every budget ``d >= capacity`` gives the same attacks.
+        """
+        caps = [g.cap for g in self.groups]
+        return None if any(c is None for c in caps) else sum(c for c in caps if c is not None)
+
+    def work(self, d: int, limit: int) -> int:
+        """Cost of :meth:`at` and of one bound per attack at budget ``d``, in levels.
+
+        The sum over allocations of the product of the per-group level counts (an upper
+        bound on the levels of each attack) plus ``ALLOCATION_OVERHEAD`` per product.
+        Stops counting (and returns a value above ``limit``) once ``limit`` is exceeded,
+        so that a huge number of allocations is never enumerated.
+        """
+        caps = self._caps(d)
+        total = min(d, sum(caps))
+        if len(self.groups) == 1:
+            return self._group(0, total).size + ALLOCATION_OVERHEAD
+        for i, c in enumerate(caps):
+            self._group(i, c)  # fills the tables (and sizes) up to c edits
+        sizes = self._sizes
+        cost = 0
+        for alloc in allocations(caps, total):
+            prod, edited = 1, 1
+            for i, e in enumerate(alloc):
+                if e:
+                    prod *= sizes[i][e]
+                    edited += 1
+            cost += prod + ALLOCATION_OVERHEAD * edited
+            if cost > limit:
+                break
+        return cost
 
     def at(self, d: int) -> list[tuple[tuple[int, ...], Levels]]:
         """Return ``[(allocation, levels), ...]`` of every worst-case attack at budget ``d``."""
@@ -347,10 +399,11 @@ class AttackLevels:
         for alloc in allocations(caps, total):
             lev: Levels | None = None
             for i, e in enumerate(alloc):
+                if e == 0:
+                    continue  # no edit in this group: its levels are the identity
                 gl = self._group(i, e)
                 lev = gl if lev is None else product(lev, gl)
-            assert lev is not None
-            out.append((alloc, lev))
+            out.append((alloc, point_levels() if lev is None else lev))
         return out
 
 
@@ -362,10 +415,32 @@ def attack_levels(groups: Sequence[Group], d: int) -> list[tuple[tuple[int, ...]
     for alloc in allocations(caps, total):
         lev: Levels | None = None
         for g, e in zip(groups, alloc, strict=True):
+            if e == 0:
+                continue  # no edit in this group: its levels are the identity
             gl = group_levels(g, e)
             lev = gl if lev is None else product(lev, gl)
-        assert lev is not None
-        out.append((alloc, lev))
+        out.append((alloc, point_levels() if lev is None else lev))
+    return out
+
+
+def one_minus_down(x: FloatArray) -> FloatArray:
+    """``1 - x`` rounded down: the largest float ``y`` with ``y <= 1 - x`` exactly.
+
+    Round-to-nearest ``1 - x`` can exceed the exact value by half an ulp (e.g. ``x =
+    3e-17`` gives 1.0). The check is exact: for ``y >= 1/2``, ``1 - y`` is computed
+    without rounding (Sterbenz), and for ``y < 1/2`` (``x > 1/2``) ``y`` itself is exact.
+    """
+    with np.errstate(invalid="ignore"):
+        y = 1.0 - x
+        out: FloatArray = np.where(1.0 - y < x, np.nextafter(y, -np.inf), y)
+    return out
+
+
+def one_minus_up(x: FloatArray) -> FloatArray:
+    """``1 - x`` rounded up: the smallest float ``y`` with ``y >= 1 - x`` exactly."""
+    with np.errstate(invalid="ignore"):
+        y = 1.0 - x
+        out: FloatArray = np.where(1.0 - y > x, np.nextafter(y, np.inf), y)
     return out
 
 
@@ -380,7 +455,8 @@ def discrete_lower(levels: Levels, p: FloatArray) -> tuple[FloatArray, FloatArra
     adversarial mass summed from the bottom: accurate for tiny ``L`` at ``p`` near 1), see
     :attr:`Levels.slack`; each is a lower bound on its own and the largest is kept.
     ``1 - L`` is returned separately so that values of ``L`` within ``1e-16`` of 1 keep
-    their precision.
+    their precision. ``L = 1 - x`` and ``1 - L`` are rounded in the conservative
+    direction (:func:`one_minus_down`, :func:`one_minus_up`).
     """
     slack = levels.slack
     p = np.asarray(p, dtype=np.float64)
@@ -426,8 +502,8 @@ def discrete_lower(levels: Levels, p: FloatArray) -> tuple[FloatArray, FloatArra
 
     # Each computation is conservative on its own; keep the tightest.
     l_best = np.maximum(l_bu, l_mx)
-    lower = np.clip(np.maximum(l_best, 1.0 - x_td), 0.0, 1.0)
-    upper_c = np.clip(np.minimum(x_td, 1.0 - l_best), 0.0, 1.0)
+    lower = np.clip(np.maximum(l_best, one_minus_down(x_td)), 0.0, 1.0)
+    upper_c = np.clip(np.minimum(x_td, one_minus_up(l_best)), 0.0, 1.0)
     zero = p <= 0.0
     lower = np.where(zero, 0.0, lower)
     upper_c = np.where(zero, 1.0, upper_c)

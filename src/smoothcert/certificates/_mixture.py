@@ -29,7 +29,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import log_ndtr, ndtri
 
-from smoothcert.certificates._levels import FloatArray, Levels, discrete_lower
+from smoothcert.certificates._levels import (
+    FloatArray,
+    Levels,
+    discrete_lower,
+    one_minus_down,
+    one_minus_up,
+)
 from smoothcert.errors import ConvergenceError
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -42,6 +48,7 @@ _RES_CLIP = 1e4
 _NEWTON_MAXITER = 40
 _MARGIN = 2e-12
 _FAR = 1e-4
+_FAR_TAIL = 39.0  # Phi(-39) < 1e-330: below the smallest float64
 
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.intp]
@@ -125,7 +132,11 @@ def solve_threshold(
     p0 = levels.clean_zero
     pp = p * (1.0 - slack)
     cc = (1.0 - p) * (1.0 + slack)
-    act = np.flatnonzero((pp > p0) & (cc < 1.0 - p0))
+    # A root exists iff the target lies strictly inside the range of the side solved:
+    # p0 < pp < 1 for F (always pp < 1), 0 < cc < 1 - p0 for 1 - F. The complement side
+    # is used only where cc < 1/2, so cc < 1 - p0 is required only there (tiny p_lower
+    # has cc >= 1 after the inflation and is solved on the F side).
+    act = np.flatnonzero((pp > p0) & ((cc < 1.0 - p0) | (cc >= 0.5)))
     if act.shape[0] == 0:
         return log_l, log_x, s_out
     pa, mua, ppa, cca = p[act], mu[act], pp[act], cc[act]
@@ -202,21 +213,42 @@ def hybrid_point(levels: Levels, p: FloatArray, mu: FloatArray) -> tuple[FloatAr
     """Conservative ``(L, 1 - L)`` at ``mu >= 0`` (``mu = 0``: discrete bound).
 
     This is the evaluation behind :func:`~smoothcert.certificates.hybrid_lower_bound`
-    and the re-verification of every returned radius.
+    and the re-verification of every returned radius. ``mu`` may be ``+inf`` (an
+    overflowed ``r / sigma``). Special cases, exact up to rounding down:
+
+    * ``p = 1``: the worst-case set is the whole clean support at every ``mu``, so
+      ``L`` is the adversarial mass of the finite levels (1 for ``uniform``).
+    * ``mu >= Phi^-1(p) + 39`` (including ``mu = inf``): ``L`` is 0, since ``L(d, r)
+      <= L(0, r) = Phi(Phi^-1(p) - mu) <= Phi(-39) < 1e-330`` (the token part only
+      makes the experiment more informative); float64 rounds that to 0 anyway.
+
+    Near 1, ``L`` is computed as ``1 - x``; that subtraction is rounded down (and
+    ``1 - L`` up), see :func:`~smoothcert.certificates._levels.one_minus_down`. The other
+    roundings are covered by the relative safety margin :attr:`Levels.slack`.
     """
-    lower = np.zeros(p.shape[0])
-    upper_c = np.ones(p.shape[0])
+    n = p.shape[0]
+    lower = np.zeros(n)
+    upper_c = np.ones(n)
     zero = mu <= 0.0
     if np.any(zero):
         lower[zero], upper_c[zero] = discrete_lower(levels, p[zero])
-    pos = ~zero
+    one = ~zero & (p >= 1.0)
+    if np.any(one):
+        # Adversarial mass of the finite levels, from both sides (as in discrete_lower).
+        slack = levels.slack
+        mass = np.array([math.exp(levels.log_adv_finite) * (1.0 - slack)])
+        rest = np.array([-math.expm1(levels.log_adv_finite) * (1.0 + slack)])
+        lower[one] = np.clip(np.maximum(mass, one_minus_down(rest)), 0.0, 1.0)[0]
+        upper_c[one] = np.clip(np.minimum(rest, one_minus_up(mass)), 0.0, 1.0)[0]
+    z_p = np.where(p > 0.5, -ndtri(np.minimum(1.0 - p, 0.5)), ndtri(np.minimum(p, 0.5)))
+    pos = ~zero & ~one & (mu - z_p < _FAR_TAIL)  # the rest (mu = inf too) keeps L = 0
     if np.any(pos):
         log_l, log_x, _ = solve_threshold(levels, p[pos], mu[pos])
         lval = np.exp(log_l)
         xval = np.exp(log_x)
         # Two conservative evaluations of the same G(s_lo): keep the tighter one.
-        lower[pos] = np.clip(np.maximum(lval, 1.0 - xval), 0.0, 1.0)
-        upper_c[pos] = np.clip(np.minimum(xval, 1.0 - lval), 0.0, 1.0)
+        lower[pos] = np.clip(np.maximum(lval, one_minus_down(xval)), 0.0, 1.0)
+        upper_c[pos] = np.clip(np.minimum(xval, one_minus_up(lval)), 0.0, 1.0)
     return lower, upper_c
 
 

@@ -81,7 +81,12 @@ def hybrid_lower_bound(
     result is then shrunk by ``1 - s``. Everything is in log space (``log_ndtr``), so
     ``p_lower`` up to ``1 - 1e-12`` and ``L`` down to ``1e-300`` keep their precision.
     A positive ``r / sigma`` below ``1e-6 (1 + max_k |log gamma_k|)`` is evaluated at that
-    floor (valid as ``L`` is non-increasing in ``r``; off by ``O(1e-6)`` at most).
+    floor (valid as ``L`` is non-increasing in ``r``; off by ``O(1e-6)`` at most). Where
+    ``r / sigma >= Phi^-1(p_lower) + 39`` (also where it overflows to ``inf``) the result is
+    0: the exact value is below ``Phi(-39) < 1e-330``. ``p_lower = 1`` gives the
+    adversarial mass of the clean support at every ``r`` (1 for ``uniform``, ``beta^d``
+    for ``mask``, minus the safety margin). Values near 1 are computed as ``1 - x`` with
+    the subtraction rounded down, so they never exceed the exact bound by rounding.
 
     Args:
         p_lower: lower confidence bound(s) on the probability of the certified outcome
@@ -121,7 +126,12 @@ def hybrid_lower_bound(
     p_b, r_b = np.broadcast_arrays(p, r_arr)
     shape = p_b.shape
     flat_p = np.ascontiguousarray(p_b, dtype=np.float64).reshape(-1)
-    mu = np.ascontiguousarray(r_b, dtype=np.float64).reshape(-1) / sigma
+    flat_r = np.ascontiguousarray(r_b, dtype=np.float64).reshape(-1)
+    with np.errstate(over="ignore", under="ignore"):
+        mu = flat_r / sigma  # may overflow to inf: then L = 0 (see hybrid_point)
+    # A positive r whose r / sigma underflows to 0 must not get the r = 0 (discrete)
+    # bound, which is larger: evaluate it at a positive mu (raised to the floor).
+    mu = np.where((flat_r > 0.0) & (mu <= 0.0), np.finfo(np.float64).tiny, mu)
     out = np.ones(flat_p.shape[0])
     for _, lev in attack_levels(groups, d):
         out = np.minimum(out, hybrid_point(lev, flat_p, mu)[0])

@@ -58,6 +58,9 @@ from smoothcert.errors import InvalidParameterError
 Kernel = Literal["uniform", "mask"]
 KERNELS: tuple[str, ...] = ("uniform", "mask")
 MAX_ALLOCATIONS = 100_000
+# Budget of max_certifiable_tokens over several fields (sum of AttackLevels.work over the
+# scanned d; about a second or two of CPU).
+MAX_SCAN_WORK = 40_000_000
 
 
 @dataclass(frozen=True)
@@ -230,11 +233,28 @@ def _scan_max_tokens(
 ) -> NDArray[np.int64]:
     out = np.zeros(p.shape[0], dtype=np.int64)
     source = AttackLevels(groups)
+    capacity = source.capacity
     active = np.arange(p.shape[0])
+    spent = 0
     for d in range(d_limit + 1):
         if active.shape[0] == 0:
             break
-        check_allocations(groups, d)
+        if capacity is not None and d > capacity:
+            # Every budget beyond the total number of positions is the same attack.
+            out[active] = d_limit
+            break
+        if len(groups) > 1:
+            # Also bounds the number of allocations (far below MAX_ALLOCATIONS).
+            spent += source.work(d, MAX_SCAN_WORK - spent)
+            if spent > MAX_SCAN_WORK:
+                unbounded = sum(g.cap is None for g in groups)
+                raise InvalidParameterError(
+                    f"d_limit = {d_limit} is too large for {len(groups)} distinct fields "
+                    f"({unbounded} without positions): a p_lower is still certified at "
+                    f"d = {d - 1}, and going on costs more than {MAX_SCAN_WORK:.0e} level "
+                    f"evaluations; valid range: d_limit <= {d - 1} here (a result equal to "
+                    "d_limit means at least d_limit), or set positions on every field"
+                )
         lower = np.ones(active.shape[0])
         for _, lev in source.at(d):
             lower = np.minimum(lower, discrete_lower(lev, p[active])[0])
@@ -259,8 +279,25 @@ def max_certifiable_tokens(
     Returns the largest ``d`` with ``token_lower_bound(p_lower, d=d, ...) >= tau``,
     computed with the same bound. For the mask kernel this is the closed form
     ``p_lower >= 1 - beta^d + tau``, i.e. ``d = floor(log(1 - p_lower + tau) /
-    log(beta))``; the uniform kernel certifies slightly more. The hybrid certificate
-    ``r(d)`` is 0 beyond this ``d``, whatever the image radius.
+    log(beta))``. The hybrid certificate ``r(d)`` is 0 beyond this ``d``, whatever the
+    image radius.
+
+    Uniform against mask at the same ``beta``: with ``rho = beta / ((V - 1)(1 - beta))
+    <= 2``, i.e. ``beta <= 2 (V - 1) / (2V - 1)``, the uniform kernel never certifies
+    fewer tokens (its noisy token can be simulated from the masked one, so its
+    experiment is less informative), and it can certify many more (``V = 2``,
+    ``beta = 0.05``, ``p_lower = 0.9``, ``tau = 1e-6``: 6 against 0). For large ``V``
+    the two agree until ``1 - p_lower`` drops below the clean mass of ``{k < 0}``
+    (about ``d a beta^(d - 1)``, ``a = beta / (V - 1)``). Above ``rho = 2`` the mask
+    kernel can certify far more (``V = 2``, ``beta = 0.9``, ``tau = 1e-6``,
+    ``p_lower = 0.99``: 12 against 43).
+
+    Cost: one bound per ``d`` up to the answer. With several distinct fields each ``d``
+    costs a bound per allocation of the edits to fields, which grows fast when fields
+    have no ``positions``; the scan refuses to go on past a fixed budget (about a
+    second or two of CPU) instead of running for minutes. With every field bounded,
+    budgets beyond the total number of positions are not scanned (they are the same
+    attack).
 
     Use it before spending compute: the best outcome of ``n`` samples at level
     ``alpha`` is ``p_lower = alpha^(1/n)`` (see
@@ -281,7 +318,10 @@ def max_certifiable_tokens(
         check ``p_lower >= tau`` to tell the two apart.
 
     Raises:
-        InvalidParameterError: on parameters outside the ranges above.
+        InvalidParameterError: on parameters outside the ranges above, or when, with
+            several distinct fields, some ``p_lower`` is still certified at a ``d`` whose
+            allocations exceed the cost budget (the message gives the largest
+            ``d_limit`` that fits; or set ``positions`` on the fields).
 
     Example:
         >>> int(max_certifiable_tokens(0.999, beta=0.9, tau=0.5, kernel="mask"))
@@ -348,8 +388,11 @@ def max_certifiable_tokens_for_samples(
 
     The best outcome (all ``n`` samples give the certified outcome) has the
     Clopper-Pearson lower bound ``alpha^(1/n)``; this returns
-    :func:`max_certifiable_tokens` at that ``p_lower``. Roughly, ``d`` is certifiable
-    only if ``1 - alpha^(1/n) < beta^d - tau``.
+    :func:`max_certifiable_tokens` at that ``p_lower``. For the mask kernel, ``d`` is
+    certifiable exactly when ``1 - alpha^(1/n) <= beta^d - tau`` (up to the rounding
+    margin). The uniform kernel has no such closed form and can certify more or fewer
+    tokens than the mask kernel with the same ``beta`` (see
+    :func:`max_certifiable_tokens`).
 
     Args:
         n: number of estimation samples, ``>= 1``.
