@@ -87,7 +87,8 @@ def time_engine(model, x, sigma, samples, batch_size, device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument("--samples", type=int, default=20_000, help="for the digits CNN")
+    parser.add_argument("--large-samples", type=int, default=4096, help="for the 32x32 CNN")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
@@ -97,31 +98,38 @@ def main() -> None:
     from smoothcert.models import load_model
 
     models = {
-        "digits_cnn (1x8x8)": (load_model("digits_cnn", sigma=0.25, device=device), (1, 8, 8)),
-        "cifar32_cnn (3x32x32)": (Cifar32CNN().to(device).eval(), (3, 32, 32)),
+        "digits_cnn (1x8x8)": (
+            load_model("digits_cnn", sigma=0.25, device=device),
+            (1, 8, 8),
+            args.samples,
+        ),
+        "cifar32_cnn (3x32x32)": (
+            Cifar32CNN().to(device).eval(),
+            (3, 32, 32),
+            args.large_samples,
+        ),
     }
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"device: {device} ({name or platform.machine()}), torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")  # fmt: skip
     print("| model | batch | bare samples/s | engine samples/s | overhead ratio |")
     print("|---|---|---|---|---|")
-    for label, (model, shape) in models.items():
+    for label, (model, shape, samples) in models.items():
         x = torch.rand(shape, device=device)
         for batch_size in args.batch_sizes:
             # Warm-up, then best of `repeats` for each measurement.
             time_bare(model, x, 0.25, batch_size, batch_size, device)
             time_engine(model, x, 0.25, batch_size, batch_size, device)
             bare = min(
-                time_bare(model, x, 0.25, args.samples, batch_size, device)
-                for _ in range(args.repeats)
+                time_bare(model, x, 0.25, samples, batch_size, device) for _ in range(args.repeats)
             )
             engine = min(
-                time_engine(model, x, 0.25, args.samples, batch_size, device)
+                time_engine(model, x, 0.25, samples, batch_size, device)
                 for _ in range(args.repeats)
             )
             print(
-                f"| {label} | {batch_size} | {args.samples / bare:,.0f} | "
-                f"{args.samples / engine:,.0f} | {engine / bare:.3f} |"
+                f"| {label} | {batch_size} | {samples / bare:,.0f} | "
+                f"{samples / engine:,.0f} | {engine / bare:.3f} |"
             )
 
 
