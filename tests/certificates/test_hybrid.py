@@ -14,6 +14,7 @@ from scipy.optimize import brentq
 from scipy.special import gammaln, log_ndtr, logsumexp, ndtr, ndtri
 from scipy.stats import norm
 
+import token_enumeration
 from smoothcert.certificates import (
     TokenField,
     hybrid_lower_bound,
@@ -21,8 +22,6 @@ from smoothcert.certificates import (
     token_lower_bound,
 )
 from smoothcert.errors import InvalidParameterError
-
-MASK = -1
 
 
 def phi_inv(p):
@@ -32,28 +31,10 @@ def phi_inv(p):
 
 
 # ------------------------------------------------------ independent enumeration oracle
-def position_law(kernel, beta, vocab, token):
-    if kernel == "mask":
-        return {token: 1 - beta, MASK: beta}
-    other = beta / (vocab - 1)
-    return {z: (1 - beta if z == token else other) for z in range(vocab)}
-
-
 def enumerate_pair(positions, attacked):
-    clean_laws, adv_laws = [], []
-    for (kernel, beta, vocab), hit in zip(positions, attacked, strict=True):
-        clean_laws.append(position_law(kernel, beta, vocab, 0))
-        adv_laws.append(position_law(kernel, beta, vocab, 1 if hit else 0))
-    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
-    pc, qa = [], []
-    for z in itertools.product(*supports):
-        p = q = Fraction(1)
-        for i, zi in enumerate(z):
-            p *= clean_laws[i].get(zi, 0)
-            q *= adv_laws[i].get(zi, 0)
-        pc.append(float(p))
-        qa.append(float(q))
-    return np.array(pc), np.array(qa)
+    """Float arrays of the exact clean/adversarial laws (see ``token_enumeration``)."""
+    pc, qa = token_enumeration.enumerate_pair(positions, attacked)
+    return np.array(pc, dtype=float), np.array(qa, dtype=float)
 
 
 def hybrid_oracle(pc, qa, p_lower, mu):

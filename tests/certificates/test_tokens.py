@@ -1,6 +1,5 @@
 """Token-substitution bound: exact enumeration / LP oracles, extremes, bad input."""
 
-import itertools
 import math
 import warnings
 from fractions import Fraction
@@ -19,39 +18,13 @@ from smoothcert.certificates import (
 )
 from smoothcert.certificates._levels import Group, group_levels, one_minus_down, one_minus_up
 from smoothcert.errors import InvalidParameterError
-
-MASK = -1
+from token_enumeration import enumerate_pair
 
 
 # --------------------------------------------------------------------------- oracle
-def position_law(kernel, beta, vocab, token):
-    """Exact law (Fractions) of the noisy token at one position holding ``token``."""
-    if kernel == "mask":
-        return {token: 1 - beta, MASK: beta}
-    other = beta / (vocab - 1)
-    return {z: (1 - beta if z == token else other) for z in range(vocab)}
-
-
-def enumerate_pair(positions):
-    """Exact clean/adversarial laws over the joint noisy outcome.
-
-    ``positions``: list of ``(kernel, beta, vocab, attacked)``; the clean token is 0
-    everywhere, the adversarial one is 1 at attacked positions.
-    """
-    clean_laws, adv_laws = [], []
-    for kernel, beta, vocab, attacked in positions:
-        clean_laws.append(position_law(kernel, beta, vocab, 0))
-        adv_laws.append(position_law(kernel, beta, vocab, 1 if attacked else 0))
-    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
-    pc, qa = [], []
-    for z in itertools.product(*supports):
-        p = q = Fraction(1)
-        for i, zi in enumerate(z):
-            p *= clean_laws[i].get(zi, 0)
-            q *= adv_laws[i].get(zi, 0)
-        pc.append(p)
-        qa.append(q)
-    return pc, qa
+def enumerate_attacked(positions):
+    """Exact laws for ``positions`` given as ``(kernel, beta, vocab, attacked)``."""
+    return enumerate_pair([p[:3] for p in positions], [p[3] for p in positions])
 
 
 def ratio_distribution(pc, qa):
@@ -113,7 +86,7 @@ CASES = [
 @pytest.mark.parametrize(("vocab", "beta"), CASES)
 @pytest.mark.parametrize("d", [0, 1, 2, 3])
 def test_uniform_levels_equal_enumeration(vocab, beta, d):
-    pc, qa = enumerate_pair([("uniform", beta, vocab, True)] * d)
+    pc, qa = enumerate_attacked([("uniform", beta, vocab, True)] * d)
     exact, zero, inf = ratio_distribution(pc, qa)
     assert zero == 0 and inf == 0
     lev = group_levels(Group("uniform", float(beta), vocab, None), d)
@@ -130,7 +103,7 @@ def test_uniform_levels_equal_enumeration(vocab, beta, d):
 @pytest.mark.parametrize("beta", [Fraction(1, 10), Fraction(3, 5), Fraction(19, 20)])
 @pytest.mark.parametrize("d", [0, 1, 2, 3])
 def test_mask_levels_equal_enumeration(beta, d):
-    pc, qa = enumerate_pair([("mask", beta, 0, True)] * d)
+    pc, qa = enumerate_attacked([("mask", beta, 0, True)] * d)
     exact, zero, inf = ratio_distribution(pc, qa)
     lev = group_levels(Group("mask", float(beta), 0, None), d)
     np.testing.assert_allclose(np.exp(lev.log_ratio), [float(r) for r in exact], rtol=1e-12)
@@ -170,7 +143,7 @@ P_GRID = [0.0, 0.05, 0.3, 0.5, 0.77, 0.9, 0.99, 0.999999, 1.0]
 @pytest.mark.parametrize(("vocab", "beta"), CASES)
 @pytest.mark.parametrize("d", [0, 1, 2, 3])
 def test_bound_equals_exact_fill_and_linear_program(vocab, beta, d):
-    pc, qa = enumerate_pair([("uniform", beta, vocab, True)] * d)
+    pc, qa = enumerate_attacked([("uniform", beta, vocab, True)] * d)
     got = token_lower_bound(P_GRID, d=d, beta=float(beta), vocab_size=vocab)
     for p, value in zip(P_GRID, got, strict=True):
         exact = fill_oracle(pc, qa, Fraction(p))
@@ -182,7 +155,7 @@ def test_bound_equals_exact_fill_and_linear_program(vocab, beta, d):
 @pytest.mark.parametrize("beta", [Fraction(1, 4), Fraction(4, 5)])
 @pytest.mark.parametrize("d", [0, 1, 2, 3])
 def test_mask_bound_equals_linear_program_and_closed_form(beta, d):
-    pc, qa = enumerate_pair([("mask", beta, 0, True)] * d)
+    pc, qa = enumerate_attacked([("mask", beta, 0, True)] * d)
     got = token_lower_bound(P_GRID, d=d, beta=float(beta), kernel="mask")
     v = float(beta) ** d
     for p, value in zip(P_GRID, got, strict=True):
@@ -193,7 +166,7 @@ def test_mask_bound_equals_linear_program_and_closed_form(beta, d):
 def test_unattacked_positions_do_not_change_the_bound():
     # Positions the attacker leaves alone have ratio 1 (shared sampling is valid).
     vocab, beta = 3, Fraction(2, 5)
-    pc, qa = enumerate_pair([("uniform", beta, vocab, True), ("uniform", beta, vocab, False)])
+    pc, qa = enumerate_attacked([("uniform", beta, vocab, True), ("uniform", beta, vocab, False)])
     for p in [0.2, 0.6, 0.95]:
         got = token_lower_bound(p, d=1, beta=float(beta), vocab_size=vocab)
         assert got == pytest.approx(lp_oracle(pc, qa, p), rel=1e-7, abs=1e-9)

@@ -11,32 +11,7 @@ import pytest
 
 from smoothcert.certificates import TokenField, max_certifiable_tokens, token_lower_bound
 from smoothcert.errors import InvalidParameterError
-
-MASK = -1
-
-
-def position_law(kernel, beta, vocab, token):
-    if kernel == "mask":
-        return {token: 1 - beta, MASK: beta}
-    other = beta / (vocab - 1)
-    return {z: (1 - beta if z == token else other) for z in range(vocab)}
-
-
-def enumerate_pair(positions, attacked):
-    clean_laws, adv_laws = [], []
-    for (kernel, beta, vocab), hit in zip(positions, attacked, strict=True):
-        clean_laws.append(position_law(kernel, beta, vocab, 0))
-        adv_laws.append(position_law(kernel, beta, vocab, 1 if hit else 0))
-    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
-    pc, qa = [], []
-    for z in itertools.product(*supports):
-        p = q = Fraction(1)
-        for i, zi in enumerate(z):
-            p *= clean_laws[i].get(zi, 0)
-            q *= adv_laws[i].get(zi, 0)
-        pc.append(p)
-        qa.append(q)
-    return pc, qa
+from token_enumeration import enumerate_pair
 
 
 def fill_oracle(pc, qa, p_lower):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,34 @@ from smoothcert.records import CertifyResult
 from smoothcert.sampling.engine import count_classes, make_generator
 from smoothcert.stats.binomial import clopper_pearson_lower, runner_up_upper
 
+Counts = np.ndarray[Any, np.dtype[np.int64]]
+
+
+@dataclass(frozen=True)
+class _GaussianSampling:
+    """A validated model, input and noise kernel, with one generator for every stage."""
+
+    model: Callable[..., torch.Tensor]
+    x: torch.Tensor
+    kernel: GaussianNoise
+    generator: torch.Generator
+    classes: int
+    batch_size: int
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+
+    def counts(self, num: int) -> Counts:
+        """Class counts of ``num`` fresh noisy samples (the generator continues)."""
+        return count_classes(
+            self.model,
+            lambda b: (self.kernel.sample(self.x, b, generator=self.generator),),
+            num,
+            num_classes=self.classes,
+            batch_size=self.batch_size,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+        )
+
 
 def _prepare(
     model: Callable[..., torch.Tensor],
@@ -58,7 +87,9 @@ def _prepare(
     num_classes: int | None,
     device: torch.device | str | None,
     input_shape: tuple[int, ...] | None,
-) -> tuple[torch.Tensor, float, float, int, torch.device, int]:
+    autocast_dtype: torch.dtype | None,
+) -> tuple[_GaussianSampling, float, float]:
+    """Validate every argument (before any sampling); return the sampler, sigma, alpha."""
     sigma = check_positive(sigma, name="sigma")
     alpha = check_probability_level(alpha)
     batch_size = check_int(batch_size, name="batch_size", minimum=1)
@@ -70,7 +101,17 @@ def _prepare(
     dev = check_device(device) or model_device(model, x.device)
     x = x.to(dev)
     classes = probe_num_classes(model, (x.unsqueeze(0),), num_classes)
-    return x, sigma, alpha, batch_size, dev, classes
+    sampling = _GaussianSampling(
+        model=model,
+        x=x,
+        kernel=GaussianNoise(sigma),
+        generator=make_generator(seed, dev),
+        classes=classes,
+        batch_size=batch_size,
+        device=dev,
+        autocast_dtype=autocast_dtype,
+    )
+    return sampling, sigma, alpha
 
 
 def certify(
@@ -124,7 +165,7 @@ def certify(
     start = time.perf_counter()
     n0 = check_int(n0, name="n0", minimum=1)
     n = check_int(n, name="n", minimum=1)
-    x, sigma, alpha, batch_size, dev, classes = _prepare(
+    sampling, sigma, alpha = _prepare(
         model,
         x,
         sigma=sigma,
@@ -134,27 +175,11 @@ def certify(
         num_classes=num_classes,
         device=device,
         input_shape=input_shape,
+        autocast_dtype=autocast_dtype,
     )
-    kernel = GaussianNoise(sigma)
-    generator = make_generator(seed, dev)
-
-    def sampler(b: int) -> tuple[torch.Tensor]:
-        return (kernel.sample(x, b, generator=generator),)
-
-    def counts(num: int) -> np.ndarray[Any, np.dtype[np.int64]]:
-        return count_classes(
-            model,
-            sampler,
-            num,
-            num_classes=classes,
-            batch_size=batch_size,
-            device=dev,
-            autocast_dtype=autocast_dtype,
-        )
-
-    counts_sel = counts(n0)
+    counts_sel = sampling.counts(n0)
     top = int(np.argmax(counts_sel))
-    counts_est = counts(n)
+    counts_est = sampling.counts(n)
     p_upper: float | None = None
     if top2:
         p_lower = float(clopper_pearson_lower(counts_est[top], n, alpha=alpha / 2))
@@ -179,7 +204,11 @@ def certify(
         seconds=time.perf_counter() - start,
         counts_selection=tuple(counts_sel.tolist()),
         counts_estimation=tuple(counts_est.tolist()),
-        params={"sigma": sigma, "num_classes": classes, "batch_size": batch_size},
+        params={
+            "sigma": sigma,
+            "num_classes": sampling.classes,
+            "batch_size": sampling.batch_size,
+        },
     )
 
 
@@ -227,7 +256,7 @@ def predict(
     """
     start = time.perf_counter()
     n = check_int(n, name="n", minimum=1)
-    x, sigma, alpha, batch_size, dev, classes = _prepare(
+    sampling, sigma, alpha = _prepare(
         model,
         x,
         sigma=sigma,
@@ -237,18 +266,9 @@ def predict(
         num_classes=num_classes,
         device=device,
         input_shape=input_shape,
-    )
-    kernel = GaussianNoise(sigma)
-    generator = make_generator(seed, dev)
-    counts_est = count_classes(
-        model,
-        lambda b: (kernel.sample(x, b, generator=generator),),
-        n,
-        num_classes=classes,
-        batch_size=batch_size,
-        device=dev,
         autocast_dtype=autocast_dtype,
     )
+    counts_est = sampling.counts(n)
     order = np.argsort(-counts_est, kind="stable")
     top, second = int(order[0]), int(order[1])
     n_a, n_b = int(counts_est[top]), int(counts_est[second])
@@ -269,8 +289,8 @@ def predict(
         counts_estimation=tuple(counts_est.tolist()),
         params={
             "sigma": sigma,
-            "num_classes": classes,
-            "batch_size": batch_size,
+            "num_classes": sampling.classes,
+            "batch_size": sampling.batch_size,
             "p_value": p_value,
         },
     )
