@@ -35,28 +35,6 @@ def check_eval_mode(model: Callable[..., Any]) -> None:
                 )
 
 
-def check_device(device: Any) -> torch.device | None:
-    """Return ``device`` as a ``torch.device`` that exists on this machine (None passes)."""
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InvalidParameterError(
-            f"device = {device!r} is invalid; valid: 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from err
-    if dev.type == "cuda" and (
-        not torch.cuda.is_available()
-        or (dev.index is not None and dev.index >= torch.cuda.device_count())
-    ):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        raise InvalidParameterError(
-            f"device = {device!r} is invalid; valid: 'cpu' or one of the {count} CUDA "
-            "device(s) of this machine"
-        )
-    return dev
-
-
 def check_image(x: Any, *, name: str = "x", input_shape: tuple[int, ...] | None = None) -> None:
     """Check that ``x`` is one finite floating-point tensor (no batch axis)."""
     if not isinstance(x, torch.Tensor):

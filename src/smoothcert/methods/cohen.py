@@ -36,7 +36,6 @@ from scipy.stats import binomtest
 from smoothcert._validation import check_int, check_positive, check_probability_level
 from smoothcert.certificates.gaussian import gaussian_radius, gaussian_radius_top2
 from smoothcert.methods._common import (
-    check_device,
     check_eval_mode,
     check_image,
     model_device,
@@ -44,6 +43,7 @@ from smoothcert.methods._common import (
 )
 from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.records import CertifyResult
+from smoothcert.sampling.device import check_device
 from smoothcert.sampling.engine import count_classes, make_generator
 from smoothcert.stats.binomial import clopper_pearson_lower, runner_up_upper
 
@@ -98,7 +98,7 @@ def _prepare(
         num_classes = check_int(num_classes, name="num_classes", minimum=2)
     check_image(x, input_shape=input_shape)
     check_eval_mode(model)
-    dev = check_device(device) or model_device(model, x.device)
+    dev = check_device(device) if device is not None else model_device(model, x.device)
     x = x.to(dev)
     classes = probe_num_classes(model, (x.unsqueeze(0),), num_classes)
     sampling = _GaussianSampling(

@@ -67,7 +67,6 @@ from smoothcert._validation import check_positive
 from smoothcert.certificates import hybrid_radius_curve
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods._common import (
-    check_device,
     check_eval_mode,
     check_image,
     model_device,
@@ -87,6 +86,7 @@ from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.noise.product import TokenImageNoise
 from smoothcert.noise.tokens import TokenSubstitutionNoise, check_tokens
 from smoothcert.records import CertifyResult
+from smoothcert.sampling.device import check_device
 from smoothcert.sampling.engine import make_generator
 
 
@@ -202,7 +202,7 @@ def certify(
     tokens = check_tokens(tokens)
     check_image(image, name="image", input_shape=image_shape)
     check_eval_mode(model)
-    dev = check_device(device) or model_device(model, image.device)
+    dev = check_device(device) if device is not None else model_device(model, image.device)
     image = image.to(dev)
     applied = threat.apply(tokens.to(dev))
     check_placeholder(applied, token_noise)

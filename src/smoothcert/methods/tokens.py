@@ -84,7 +84,6 @@ from smoothcert._validation import check_int, check_open_unit, check_probability
 from smoothcert.certificates import max_certifiable_tokens, token_lower_bound
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods._common import (
-    check_device,
     check_eval_mode,
     model_device,
     model_rejected_input,
@@ -93,6 +92,7 @@ from smoothcert.methods._common import (
 from smoothcert.methods.threats import AppliedThreat, ThreatModel, anywhere
 from smoothcert.noise.tokens import TokenSubstitutionNoise, check_tokens
 from smoothcert.records import CertifyResult
+from smoothcert.sampling.device import check_device
 from smoothcert.sampling.engine import count_classes, make_generator
 from smoothcert.stats.binomial import clopper_pearson_lower, clopper_pearson_upper
 
@@ -423,7 +423,7 @@ def certify(
     threat = check_threat(threat)
     tokens = check_tokens(tokens)
     check_eval_mode(model)
-    dev = check_device(device) or model_device(model, tokens.device)
+    dev = check_device(device) if device is not None else model_device(model, tokens.device)
     applied = threat.apply(tokens.to(dev))
     check_placeholder(applied, noise)
     bound = noise.bind(applied.tokens, applied.eligible)

@@ -41,6 +41,7 @@ from torch import nn
 from smoothcert._validation import check_positive
 from smoothcert.errors import AssetError, InvalidParameterError
 from smoothcert.models.architectures import get_model_spec
+from smoothcert.sampling.device import check_device
 
 __all__ = [
     "MANIFEST_NAME",
@@ -235,23 +236,6 @@ def weights_info(
     )
 
 
-def _check_device(device: str | torch.device) -> torch.device:
-    """Return ``torch.device(device)``, checking that a tensor can be put on it."""
-    valid = "an available torch device such as 'cpu' or 'cuda:0'"
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InvalidParameterError(f"device = {device!r} is invalid; valid: {valid}") from err
-    try:
-        torch.empty(0, device=target)
-    except (RuntimeError, AssertionError, ValueError) as err:
-        reason = (str(err).strip().splitlines() or ["not available"])[0][:200]
-        raise InvalidParameterError(
-            f"device = {device!r} is invalid ({reason}); valid: {valid}"
-        ) from err
-    return target
-
-
 def load_model(
     name: str = "digits_cnn",
     sigma: float = 0.25,
@@ -296,7 +280,7 @@ def load_model(
         torch.Size([4, 10])
     """
     spec = get_model_spec(name)
-    target = _check_device(device)
+    target = check_device(device)
     info = weights_info(name, sigma, weights_dir=weights_dir)
     try:
         blob = info.path.read_bytes()

@@ -46,11 +46,11 @@ from smoothcert.models.architectures import get_model_spec
 from smoothcert.models.loading import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
-    _check_device,
     _resolve_dir,
     read_manifest,
     weights_filename,
 )
+from smoothcert.sampling.device import check_device
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -143,7 +143,7 @@ def train_model(
         max_examples = check_int(max_examples, name="max_examples", minimum=1)
     if threads is not None:
         threads = check_int(threads, name="threads", minimum=1)
-    target = _check_device(device)
+    target = check_device(device)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -419,7 +419,7 @@ def train_all(
     seed = check_int(seed, name="seed", minimum=0)
     if threads is not None:
         threads = check_int(threads, name="threads", minimum=1)
-    _check_device(device)
+    check_device(device)
     paths: dict[float, Path] = {}
     for sigma in sigma_list:
         start = time.perf_counter()
