@@ -232,3 +232,33 @@ def test_bundled_names_are_checked_before_loading(tmp_path, monkeypatch) -> None
             run_certification(config, path)
         assert needle in str(info.value)
     assert not path.exists()
+
+
+def test_header_torn_mid_write_is_rewritten_and_the_run_completes(
+    tmp_path, toy_model, toy_dataset, toy_config
+) -> None:
+    full = run_certification(
+        toy_config, tmp_path / "full.jsonl", model=toy_model, dataset=toy_dataset
+    )
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(full.read_bytes()[:40])  # a crash while the header was being written
+    run_certification(toy_config, torn, model=toy_model, dataset=toy_dataset)
+    assert by_index(read_results(torn).records) == by_index(read_results(full).records)
+
+
+def test_plain_callable_cannot_resume_a_module_file(
+    tmp_path, toy_model, toy_dataset, toy_config
+) -> None:
+    path = tmp_path / "run.jsonl"
+    run_certification(
+        dataclasses.replace(toy_config, num_examples=2), path, model=toy_model, dataset=toy_dataset
+    )
+    with pytest.raises(ResultStoreError, match="fingerprint"):
+        run_certification(toy_config, path, model=lambda x: toy_model(x), dataset=toy_dataset)
+
+
+def test_example_seeds_do_not_collide_for_large_indices() -> None:
+    # A plain [run_seed, index] entropy list would give these two the same seed.
+    assert example_seed(5, 2**32 * 3 + 7) != example_seed(2**32 * 7 + 5, 3)
+    seeds = {example_seed(s, i) for s in (0, 1, 2**32) for i in (0, 1, 2**32, 2**40)}
+    assert len(seeds) == 12

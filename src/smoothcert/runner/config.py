@@ -273,7 +273,9 @@ def example_seed(run_seed: int, index: int) -> int:
     if isinstance(index, bool) or not isinstance(index, numbers.Integral):
         raise InvalidParameterError(f"index = {index!r} is invalid; valid range: integer >= 0")
     index = check_int(int(index), name="index", minimum=0)
-    state = np.random.SeedSequence([run_seed, index]).generate_state(1, dtype=np.uint64)
+    # index as the spawn key: the entropy is padded to a fixed width before it, so no
+    # two (run_seed, index) pairs share a seed, whatever their size.
+    state = np.random.SeedSequence(run_seed, spawn_key=(index,)).generate_state(1, dtype=np.uint64)
     return int(state[0]) >> 1
 
 

@@ -30,7 +30,11 @@ import torch
 from smoothcert.errors import InvalidParameterError, ResultStoreError
 from smoothcert.methods.cohen import certify
 from smoothcert.runner.config import HASHED_FIELDS, RunConfig, example_seed
-from smoothcert.runner.store import ResultStore, check_same_config, read_results
+from smoothcert.runner.store import (
+    ResultStore,
+    check_same_config,
+    existing_header,
+)
 from smoothcert.sampling.device import check_device
 
 
@@ -182,12 +186,10 @@ def _check_output_path(output_path: Any) -> Path:
 
 def _check_existing_file(path: Path, config: RunConfig) -> None:
     """Refuse early (before loading anything) if ``path`` holds another config."""
-    if not path.exists() or path.stat().st_size == 0:
+    header = existing_header(path)
+    if header is None:
         return
-    contents = read_results(path)
-    check_same_config(
-        contents.header, path=path, config=config.to_dict(), config_hash=config.config_hash()
-    )
+    check_same_config(header, path=path, config=config.to_dict(), config_hash=config.config_hash())
 
 
 def _check_bundled_names(config: RunConfig, *, need_model: bool, need_dataset: bool) -> None:
@@ -379,11 +381,12 @@ def run_certification(
         extra_header=extra,
     ) as store:
         stored = store.header.get("model_fingerprint")
-        if stored is not None and fingerprint is not None and stored != fingerprint:
+        if stored != fingerprint:  # None (a plain callable) only matches None
             raise ResultStoreError(
                 f"{path} was written with model weights of fingerprint {stored}, but the "
-                f"model now has fingerprint {fingerprint}; refusing to mix results of "
-                "different weights: choose another output file"
+                f"model now has fingerprint {fingerprint} (None: a callable that is not a "
+                "torch.nn.Module, whose weights cannot be checked); refusing to mix "
+                "results of different models: choose another output file"
             )
         done = store.done_indices
         indices = np.asarray(data.indices)

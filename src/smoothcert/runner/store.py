@@ -276,6 +276,24 @@ def read_results(path: str | os.PathLike[str]) -> ResultContents:
     return ResultContents(path, parsed.header, parsed.records, parsed.torn_tail)
 
 
+def existing_header(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Header of an existing result file, without modifying it.
+
+    Returns:
+        None when the file is missing, empty, or holds only a header torn mid-write
+        (opening a :class:`ResultStore` rewrites that header); else the header.
+
+    Raises:
+        ResultStoreError: as :func:`read_results`, for files that cannot be resumed.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    if path.is_dir():
+        raise ResultStoreError(f"result file {path} is a directory, not a file")
+    return _parse(path.read_bytes(), path).header
+
+
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Return the header of a result file (see :func:`read_results` for the errors)."""
     return read_results(path).header
