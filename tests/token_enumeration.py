@@ -44,3 +44,22 @@ def enumerate_pair(positions, attacked):
         pc.append(p)
         qa.append(q)
     return pc, qa
+
+
+def small_fields():
+    """Three small fields (2 + 1 + 1 positions) and their per-position kernels, for the
+    brute-force oracle: ``(list of TokenField, list of (kernel, beta, vocab))``."""
+    from smoothcert.certificates import TokenField
+
+    fields = [
+        TokenField(0.3, 2, positions=2),
+        TokenField(0.4, 3, positions=1),
+        TokenField(0.6, kernel="mask", positions=1),
+    ]
+    positions = [
+        ("uniform", Fraction(3, 10), 2),
+        ("uniform", Fraction(3, 10), 2),
+        ("uniform", Fraction(2, 5), 3),
+        ("mask", Fraction(3, 5), 0),
+    ]
+    return fields, positions

@@ -22,6 +22,7 @@ from smoothcert.certificates import (
     token_lower_bound,
 )
 from smoothcert.errors import InvalidParameterError
+from token_enumeration import small_fields
 
 
 def phi_inv(p):
@@ -159,17 +160,7 @@ def test_mask_bound_equals_enumeration_oracle():
                 assert got == pytest.approx(hybrid_oracle(pc, qa, p, mu), rel=1e-7, abs=1e-12)
 
 
-FIELDS = [
-    TokenField(0.3, 2, positions=2),
-    TokenField(0.4, 3, positions=1),
-    TokenField(0.6, kernel="mask", positions=1),
-]
-FIELD_POSITIONS = [
-    ("uniform", Fraction(3, 10), 2),
-    ("uniform", Fraction(3, 10), 2),
-    ("uniform", Fraction(2, 5), 3),
-    ("mask", Fraction(3, 5), 0),
-]
+FIELDS, FIELD_POSITIONS = small_fields()
 
 
 @functools.cache

@@ -11,7 +11,7 @@ import pytest
 
 from smoothcert.certificates import TokenField, max_certifiable_tokens, token_lower_bound
 from smoothcert.errors import InvalidParameterError
-from token_enumeration import enumerate_pair
+from token_enumeration import enumerate_pair, small_fields
 
 
 def fill_oracle(pc, qa, p_lower):
@@ -38,17 +38,7 @@ def worst_over_positions(positions, d, p_lower):
     return best
 
 
-FIELDS_A = [
-    TokenField(0.3, 2, positions=2),
-    TokenField(0.4, 3, positions=1),
-    TokenField(0.6, kernel="mask", positions=1),
-]
-POSITIONS_A = [
-    ("uniform", Fraction(3, 10), 2),
-    ("uniform", Fraction(3, 10), 2),
-    ("uniform", Fraction(2, 5), 3),
-    ("mask", Fraction(3, 5), 0),
-]
+FIELDS_A, POSITIONS_A = small_fields()
 P_GRID = [0.1, 0.45, 0.7, 0.9, 0.97, 0.999]
 
 
