@@ -11,6 +11,8 @@ and prints samples/s of both and the overhead ratio engine_time / bare_time.
 Models: the bundled digits CNN (1x8x8) and a larger CNN on 32x32x3 inputs
 (randomly initialised, CIFAR-sized, about 0.6 M parameters).
 
+Also run (as ``engine_overhead``) by ``benchmarks/run_all.py``.
+
 Usage:
     python benchmarks/bench_engine_overhead.py [--samples 20000] [--batch-sizes 256 1024]
         [--device cpu] [--repeats 3]
@@ -85,6 +87,58 @@ def time_engine(model, x, sigma, samples, batch_size, device) -> float:
     return time.perf_counter() - start
 
 
+def run_overhead(
+    device: torch.device | str = "cpu",
+    *,
+    samples: int = 20_000,
+    large_samples: int = 4096,
+    batch_sizes: tuple[int, ...] = (256, 1024),
+    repeats: int = 3,
+) -> list[dict]:
+    """Bare vs engine samples/s for both models and each batch size (best of ``repeats``).
+
+    Returns one dict per (model, batch size) with ``bare_samples_per_s``,
+    ``engine_samples_per_s`` and ``overhead_ratio`` (engine time / bare time).
+    """
+    from smoothcert.models import load_model
+
+    device = torch.device(device)
+    models = {
+        "digits_cnn (1x8x8)": (
+            load_model("digits_cnn", sigma=0.25, device=device),
+            (1, 8, 8),
+            samples,
+        ),
+        "cifar32_cnn (3x32x32)": (
+            Cifar32CNN().to(device).eval(),
+            (3, 32, 32),
+            large_samples,
+        ),
+    }
+    rows = []
+    for label, (model, shape, num) in models.items():
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
+        for batch_size in batch_sizes:
+            # Warm-up, then best of `repeats` for each measurement.
+            time_bare(model, x, 0.25, batch_size, batch_size, device)
+            time_engine(model, x, 0.25, batch_size, batch_size, device)
+            bare = min(time_bare(model, x, 0.25, num, batch_size, device) for _ in range(repeats))
+            engine = min(
+                time_engine(model, x, 0.25, num, batch_size, device) for _ in range(repeats)
+            )
+            rows.append(
+                {
+                    "model": label,
+                    "batch_size": batch_size,
+                    "samples": num,
+                    "bare_samples_per_s": num / bare,
+                    "engine_samples_per_s": num / engine,
+                    "overhead_ratio": engine / bare,
+                }
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20_000, help="for the digits CNN")
@@ -94,43 +148,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     device = torch.device(args.device)
-
-    from smoothcert.models import load_model
-
-    models = {
-        "digits_cnn (1x8x8)": (
-            load_model("digits_cnn", sigma=0.25, device=device),
-            (1, 8, 8),
-            args.samples,
-        ),
-        "cifar32_cnn (3x32x32)": (
-            Cifar32CNN().to(device).eval(),
-            (3, 32, 32),
-            args.large_samples,
-        ),
-    }
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"device: {device} ({name or platform.machine()}), torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")  # fmt: skip
     print("| model | batch | bare samples/s | engine samples/s | overhead ratio |")
     print("|---|---|---|---|---|")
-    for label, (model, shape, samples) in models.items():
-        x = torch.rand(shape, device=device)
-        for batch_size in args.batch_sizes:
-            # Warm-up, then best of `repeats` for each measurement.
-            time_bare(model, x, 0.25, batch_size, batch_size, device)
-            time_engine(model, x, 0.25, batch_size, batch_size, device)
-            bare = min(
-                time_bare(model, x, 0.25, samples, batch_size, device) for _ in range(args.repeats)
-            )
-            engine = min(
-                time_engine(model, x, 0.25, samples, batch_size, device)
-                for _ in range(args.repeats)
-            )
-            print(
-                f"| {label} | {batch_size} | {samples / bare:,.0f} | "
-                f"{samples / engine:,.0f} | {engine / bare:.3f} |"
-            )
+    for row in run_overhead(
+        device,
+        samples=args.samples,
+        large_samples=args.large_samples,
+        batch_sizes=tuple(args.batch_sizes),
+        repeats=args.repeats,
+    ):
+        print(
+            f"| {row['model']} | {row['batch_size']} | {row['bare_samples_per_s']:,.0f} | "
+            f"{row['engine_samples_per_s']:,.0f} | {row['overhead_ratio']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

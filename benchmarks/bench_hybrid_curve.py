@@ -1,7 +1,8 @@
 """Benchmark: hybrid text+image radius curves r(0..d_max).
 
 Times one example's curve (median of repeats) and a batch of examples' curves, for the
-uniform and mask kernels. Not part of the test run.
+uniform and mask kernels. Not part of the test run; also run (as ``hybrid_curve``) by
+``benchmarks/run_all.py``.
 
     python benchmarks/bench_hybrid_curve.py
     python benchmarks/bench_hybrid_curve.py --batch 10000 --d-max 8 --vocab-size 30522
@@ -40,6 +41,63 @@ def _time(fn, repeats: int) -> list[float]:
     return out
 
 
+def run_hybrid(
+    *,
+    d_max: int = 8,
+    batch: int = 10_000,
+    sigma: float = 0.5,
+    beta: float = 0.3,
+    vocab_size: int = 30522,
+    mask_beta: float = 0.9,
+    tau: float = 0.5,
+    filter_beta: float = 0.5,
+    filter_tau: float = 4.6e-5,
+    p_one: float = 0.9999,
+    repeats: int = 20,
+    batch_repeats: int = 3,
+    seed: int = 0,
+) -> list[dict]:
+    """Time one curve and ``batch`` curves for three kernels; one dict per kernel."""
+    rng = np.random.default_rng(seed)
+    # p_lower spread like a certification run: most examples confident, a tail near 1/2.
+    p_batch = np.clip(1.0 - 10.0 ** rng.uniform(-7, np.log10(0.5), batch), 0.0, 1 - 1e-12)
+    configs = [
+        (
+            f"uniform beta={beta} V={vocab_size} tau={tau}",
+            {"beta": beta, "vocab_size": vocab_size, "tau": tau},
+        ),
+        (
+            f"uniform beta={filter_beta} V={vocab_size} tau={filter_tau} (safety filter)",
+            {"beta": filter_beta, "vocab_size": vocab_size, "tau": filter_tau},
+        ),
+        (f"mask beta={mask_beta} tau={tau}", {"beta": mask_beta, "kernel": "mask", "tau": tau}),
+    ]
+    rows = []
+    for name, kw in configs:
+        common = {"d_max": d_max, "sigma": sigma, **kw}
+        hybrid_radius_curve(p_one, **common)  # warm the level caches
+        one = _time(lambda c=common: hybrid_radius_curve(p_one, **c), repeats)
+        many = _time(lambda c=common: hybrid_radius_curve(p_batch, **c), batch_repeats)
+        one_curve = hybrid_radius_curve(p_one, **common)
+        curves = hybrid_radius_curve(p_batch, **common)
+        rows.append(
+            {
+                "kernel": name,
+                "d_max": d_max,
+                "sigma": sigma,
+                "batch": batch,
+                "p_one": p_one,
+                "one_curve": np.round(one_curve, 4).tolist(),
+                "one_curve_median_s": statistics.median(one),
+                "one_curve_min_s": min(one),
+                "batch_median_s": statistics.median(many),
+                "batch_us_per_example": 1e6 * statistics.median(many) / batch,
+                "certified_per_d": (curves > 0).sum(axis=0).tolist(),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--d-max", type=int, default=8)
@@ -57,45 +115,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    rng = np.random.default_rng(args.seed)
-    # p_lower spread like a certification run: most examples confident, a tail near 1/2.
-    batch = np.clip(1.0 - 10.0 ** rng.uniform(-7, np.log10(0.5), args.batch), 0.0, 1 - 1e-12)
     print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, numpy {np.__version__}")
     print(f"d_max={args.d_max} sigma={args.sigma} batch={args.batch}")
-    configs = [
-        (
-            f"uniform beta={args.beta} V={args.vocab_size} tau={args.tau}",
-            {"beta": args.beta, "vocab_size": args.vocab_size, "tau": args.tau},
-        ),
-        (
-            f"uniform beta={args.filter_beta} V={args.vocab_size} tau={args.filter_tau} "
-            "(safety filter)",
-            {"beta": args.filter_beta, "vocab_size": args.vocab_size, "tau": args.filter_tau},
-        ),
-        (
-            f"mask beta={args.mask_beta} tau={args.tau}",
-            {"beta": args.mask_beta, "kernel": "mask", "tau": args.tau},
-        ),
-    ]
-    for name, kw in configs:
-        common = {"d_max": args.d_max, "sigma": args.sigma, **kw}
-        hybrid_radius_curve(args.p_one, **common)  # warm the level caches
-        one = _time(lambda c=common: hybrid_radius_curve(args.p_one, **c), args.repeats)
-        many = _time(lambda c=common: hybrid_radius_curve(batch, **c), args.batch_repeats)
-        one_curve = hybrid_radius_curve(args.p_one, **common)
-        curves = hybrid_radius_curve(batch, **common)
-        certified = (curves > 0).sum(axis=0)
-        print(f"\n[{name}]")
-        print(f"  one curve (p_lower={args.p_one}): r(d) = {np.round(one_curve, 4).tolist()}")
+    rows = run_hybrid(**{k: v for k, v in vars(args).items()})
+    for row in rows:
+        print(f"\n[{row['kernel']}]")
+        print(f"  one curve (p_lower={row['p_one']}): r(d) = {row['one_curve']}")
         print(
-            f"  one curve: median {1e3 * statistics.median(one):.2f} ms, "
-            f"min {1e3 * min(one):.2f} ms"
+            f"  one curve: median {1e3 * row['one_curve_median_s']:.2f} ms, "
+            f"min {1e3 * row['one_curve_min_s']:.2f} ms"
         )
         print(
-            f"  {args.batch} curves: median {statistics.median(many):.3f} s "
-            f"({1e6 * statistics.median(many) / args.batch:.1f} us per example)"
+            f"  {row['batch']} curves: median {row['batch_median_s']:.3f} s "
+            f"({row['batch_us_per_example']:.1f} us per example)"
         )
-        print(f"  certified per d: {certified.tolist()}")
+        print(f"  certified per d: {row['certified_per_d']}")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def main() -> None:
         res = certify(model, toks, img, **common)
         print(
             f"{name:30s} {'unsafe' if base else 'safe':11s} | "
-            f"{res.params['flag_rate']:18.4f} | {not res.abstained}"
+            f"{res.details.flag_rate:18.4f} | {not res.abstained}"
         )
 
     print(f"\nunsafe pair: p_lower = {res.p_lower:.4f}; stays flagged (tau = {common['tau']}, ")

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from result_records import cohen_record, write_result_file
 from smoothcert.certificates.gaussian import gaussian_radius, max_certifiable_radius
 from smoothcert.cli import app
-from smoothcert.runner.store import make_header
 from smoothcert.stats.binomial import clopper_pearson_lower
 
 runner = CliRunner()
@@ -30,25 +29,12 @@ def assert_one_line_error(result, *needles: str, code: int = 2) -> None:
 
 
 def write_results(path: Path, radii: list[float | None]) -> Path:
-    lines = [json.dumps(make_header({"sigma": 0.25}, "h" * 64))]
-    for i, r in enumerate(radii):
-        abstained = r is None
-        lines.append(
-            json.dumps(
-                {
-                    "type": "record",
-                    "index": i,
-                    "label": 1,
-                    "correct": not abstained,
-                    "prediction": None if abstained else 1,
-                    "abstained": abstained,
-                    "radius": 0.0 if abstained else r,
-                    "seconds": 0.5,
-                }
-            )
-        )
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    # real records (validated on load): label 1, predicted 1 at ``r``, or abstained
+    records = [
+        cohen_record(i, 1, None if r is None else 1, 0.0 if r is None else r, 0.5)
+        for i, r in enumerate(radii)
+    ]
+    return write_result_file(path, records, config_hash="h" * 64)
 
 
 @pytest.fixture
@@ -164,6 +150,33 @@ def test_export_tsv(tmp_path: Path, files: tuple[Path, Path]) -> None:
         (["--device", "gpu"], ["device = 'gpu'"]),
         (["--radii", "0,a"], ["radius = 'a'"]),
         (["--num-examples", "x"], ["--num-examples", "'x'"]),
+        (["--method", "lipschitz"], ["method = 'lipschitz'", "cohen, cohen-predict"]),
+        (["--method", "cohen_top2"], ["method = 'cohen_top2'", "cohen-top2"]),
+        (["--beta", "0.1"], ["--beta is not an option of method 'cohen'", "--sigma"]),
+        (["--tau", "0.3"], ["--tau is not an option of method 'cohen'"]),
+        (
+            ["--method", "tokens", "--dataset", "listings", "--sigma", "0.25"],
+            ["--sigma is not an option of method 'tokens'", "--beta"],
+        ),
+        (
+            ["--method", "tokens", "--beta", "0.1", "--alphabet", "50"],
+            ["dataset = 'digits'", "does not fit method 'tokens'"],
+        ),
+        (
+            ["--method", "hybrid", "--beta", "0.1", "--alphabet", "50"],
+            ["dataset = 'digits'", "does not fit method 'hybrid'"],
+        ),
+        (
+            ["--dataset", "listings"],
+            ["dataset = 'listings'", "does not fit method 'cohen'", "valid: an image dataset"],
+        ),
+        (["--top2", "--method", "tokens"], ["--top2 with --method tokens"]),
+        (["--precision", "fp8"], ["precision = 'fp8'", "fp32, bf16, fp16"]),
+        (["--backend", "spark"], ["backend = 'spark'", "local, ray"]),
+        (["--workers", "2"], ["--workers", "--backend ray"]),
+        (["-n", "10000000000000"], ["10,000,000,000,100", "--allow-large"]),
+        (["--model-sigma", "0.3"], ["model_sigma = 0.3", "0.25, 0.5, 1.0"]),
+        (["--examples-per-batch", "0"], ["examples_per_batch = 0"]),
     ],
 )
 def test_certify_bad_input_fails_fast(tmp_path: Path, args: list[str], needles: list[str]) -> None:
@@ -223,8 +236,13 @@ def test_certify_small_run_writes_results_table_and_png(
     args = ["certify", "--n0", "10", "-n", "100", "--alpha", "0.01", "--num-examples", "3"]
     result = invoke(*args, "--skip", "7", "--radii", "0,0.1")
     assert result.exit_code == 0, result.output
-    # default output path: the config differs from the default, so a hash suffix is added
-    (out,) = (tmp_path / "results").glob("digits_cnn_sigma0.25_*.jsonl")
+    # default output path: the config differs from the default, so it is named by model,
+    # method and a hash prefix
+    from smoothcert.runner import RunConfig
+
+    config = RunConfig(params={"sigma": 0.25, "n0": 10, "n": 100, "alpha": 0.01})
+    (out,) = (tmp_path / "results").glob("*.jsonl")
+    assert out.name == f"digits_cnn_cohen_{config.config_hash()[:8]}.jsonl"
     assert out.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
     assert result.stdout.splitlines()[0] == f"| radius | {out.stem} |"
     assert "| examples | 3 |" in result.stdout
@@ -234,8 +252,30 @@ def test_certify_small_run_writes_results_table_and_png(
     from smoothcert.data import load_dataset
     from smoothcert.reports import load_results
 
+    loaded = load_results(out)
     expected = load_dataset("digits", "test").indices[[0, 7, 14]].tolist()
-    assert [r["index"] for r in load_results(out).records] == expected
+    assert [r["index"] for r in loaded.records] == expected
+    assert loaded.header["config_hash"] == config.config_hash()
     # the same command again resumes with nothing to do
     again = invoke(*args, "--skip", "7", "--radii", "0,0.1")
     assert again.exit_code == 0 and "resuming: 3 of 3" in again.stderr
+
+    # recertify with the original settings reproduces the records exactly
+    same = tmp_path / "same.jsonl"
+    redo = invoke("recertify", str(out), "--output", str(same))
+    assert redo.exit_code == 0, redo.output
+    assert load_results(same).records == loaded.records
+    # the top-two certificate at another alpha, from the same evidence
+    top2 = tmp_path / "top2.jsonl"
+    redo = invoke("recertify", str(out), "--output", str(top2), "--top2", "--alpha", "0.02")
+    assert redo.exit_code == 0, redo.output
+    records = load_results(top2).records
+    assert [r["method"] for r in records] == ["cohen-top2"] * 3
+    assert all(r["alpha"] == 0.02 and r["params"]["alpha"] == 0.02 for r in records)
+    assert [r["evidence"]["stages"][1]["counts"] for r in records] == [
+        r["evidence"]["stages"][1]["counts"] for r in loaded.records
+    ]
+    assert_one_line_error(
+        invoke("recertify", str(out), "--output", str(top2), "--bound", "hoeffding"),
+        "bound = 'hoeffding'",
+    )

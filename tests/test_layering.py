@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -39,17 +38,63 @@ def run_blocked(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+PURE_MODULES = (
+    "smoothcert.certificates",
+    "smoothcert.certificates.gaussian",
+    "smoothcert.certificates.tokens",
+    "smoothcert.certificates.hybrid",
+    "smoothcert.stats",
+    "smoothcert.stats.binomial",
+    "smoothcert.decisions",
+    "smoothcert.decisions.cohen",
+    "smoothcert.decisions.tokens",
+    "smoothcert.decisions.hybrid",
+    "smoothcert.records",
+    "smoothcert.results",
+    "smoothcert.results.store",
+    "smoothcert.results.records",
+    "smoothcert.results.recertify",
+    "smoothcert.reports",
+    "smoothcert.runner",
+    "smoothcert.runner.config",
+    "smoothcert.methods.registry",
+)
+
+
 def test_pure_layers_import_without_torch() -> None:
+    imports = "\n".join(f"import {name}" for name in PURE_MODULES)
     proc = run_blocked(
-        """
-        import smoothcert.certificates
-        import smoothcert.certificates.gaussian
-        import smoothcert.stats
-        import smoothcert.records
-        import smoothcert.reports
-        import smoothcert.runner
-        import smoothcert.runner.config
-        import smoothcert.runner.store
+        imports
+        + """
+from smoothcert.methods.registry import get_method, method_names
+assert method_names() == ("cohen", "cohen-predict", "cohen-top2", "hybrid", "tokens")
+for name in method_names():
+    get_method(name)
+assert "torch" not in sys.modules
+print("ok")
+"""
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_recertify_and_validation_run_without_torch(tmp_path: Path) -> None:
+    from result_records import cohen_record
+    from smoothcert.results import ResultStore
+    from smoothcert.runner.config import RunConfig
+
+    config = RunConfig(params={"sigma": 0.25, "n0": 10, "n": 1000, "alpha": 0.001})
+    path = tmp_path / "r.jsonl"
+    record = cohen_record(0, 1, None, 0.0)
+    with ResultStore.open(path, config=config.to_dict(), config_hash=config.config_hash()) as s:
+        s.append(record)
+    out = tmp_path / "top2.jsonl"
+    proc = run_blocked(
+        f"""
+        from smoothcert.results.recertify import load_records, recertify
+        recertify({str(path)!r}, {str(out)!r}, method="cohen-top2", alpha=0.01)
+        header, records = load_records({str(out)!r})
+        assert records[0]["method"] == "cohen-top2" and records[0]["alpha"] == 0.01
         assert "torch" not in sys.modules
         print("ok")
         """
@@ -59,20 +104,9 @@ def test_pure_layers_import_without_torch() -> None:
 
 
 def test_report_and_export_run_without_torch(tmp_path: Path) -> None:
-    from smoothcert.runner.store import make_header
+    from result_records import cohen_record, write_result_file
 
-    path = tmp_path / "r.jsonl"
-    record = {
-        "type": "record",
-        "index": 0,
-        "label": 1,
-        "correct": True,
-        "prediction": 1,
-        "abstained": False,
-        "radius": 0.3,
-        "seconds": 0.1,
-    }
-    path.write_text(json.dumps(make_header({}, "h")) + "\n" + json.dumps(record) + "\n")
+    path = write_result_file(tmp_path / "r.jsonl", [cohen_record(0, 1, 1, 0.3, 0.1)])
     proc = run_blocked(
         f"""
         from smoothcert.cli import app

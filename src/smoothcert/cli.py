@@ -2,9 +2,12 @@
 
 Commands:
 
-* ``smoothcert certify``: certify a dataset split with a bundled model (default: the
-  ``digits_cnn`` model at sigma 0.25 on the digits test split), with a progress bar,
-  resuming an interrupted run; prints the certified-accuracy table and writes a PNG.
+* ``smoothcert certify``: certify a dataset split with any registered method
+  (``--method``; default: Cohen's CERTIFY with the ``digits_cnn`` model at sigma 0.25
+  on the digits test split), locally or on Ray, with a progress bar, resuming an
+  interrupted run; prints the certified-accuracy table and writes a PNG.
+* ``smoothcert recertify RESULTS --output OUT``: recompute the certificates of a result
+  file from its saved evidence (another alpha, the top-two certificate), no model.
 * ``smoothcert report RESULTS...``: certified accuracy per radius, ACR and abstention
   rate, one column per file (Markdown, or LaTeX with ``--latex``), optional plot.
 * ``smoothcert export RESULTS --format tsv``: the classic ``idx label predict radius
@@ -113,6 +116,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Plain click help: the rich layout shows a "<bool>" type on every flag.
+    rich_markup_mode=None,
 )
 
 
@@ -189,26 +194,230 @@ def _stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
-def _summary(paths: Sequence[Path], radii: str | None, labels: Sequence[str] | None) -> Any:
-    from smoothcert.reports import load_many, parse_radii
+_METHOD_OPTIONS = (
+    "sigma",
+    "n0",
+    "n",
+    "alpha",
+    "beta",
+    "alphabet",
+    "kernel",
+    "mask_id",
+    "tau",
+    "target",
+    "threat",
+    "num_positions",
+    "placeholder_id",
+    "threat_d_max",
+)
+"""Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
-    files = load_many(paths, labels=labels if labels else None)
-    grid = parse_radii(radii) if radii is not None else None
-    return files, grid
+_OPTION_FLAGS = {
+    "num_positions": "--suffix-length",
+    "threat_d_max": "--d-max",
+    "mask_id": "--mask-id",
+    "placeholder_id": "--placeholder-id",
+    "n": "--n",
+}
+
+_COMMON_DEFAULTS: dict[str, Any] = {"sigma": 0.25, "n0": 100, "n": 10_000, "alpha": 0.001}
+"""Defaults of the sampling parameters when a method takes them and none is given."""
+
+
+def _bundled_names() -> tuple[str, str]:
+    """Bundled models (with their sigmas) and datasets, for --help (no torch import)."""
+    import json
+    from importlib import resources
+
+    try:
+        # via the top package: importing smoothcert.models would import torch
+        manifest = json.loads(
+            resources.files("smoothcert").joinpath("models/weights/manifest.json").read_text()
+        )
+        sigmas: dict[str, list[float]] = {}
+        for entry in manifest["files"].values():
+            sigmas.setdefault(entry["model"], []).append(float(entry["sigma"]))
+        models = "; ".join(
+            f"{name} (sigma {', '.join(f'{s:g}' for s in sorted(v))})"
+            for name, v in sorted(sigmas.items())
+        )
+    except (OSError, KeyError, ValueError):  # pragma: no cover - broken install
+        models = "see smoothcert.models.list_models()"
+    try:
+        from smoothcert.data import dataset_splits, list_datasets
+
+        datasets = "; ".join(
+            f"{name} (splits {', '.join(dataset_splits(name))})" for name in list_datasets()
+        )
+    except Exception:  # pragma: no cover - broken install
+        datasets = "see smoothcert.data.list_datasets()"
+    return models, datasets
+
+
+def _method_names() -> str:
+    from smoothcert.methods.registry import method_names
+
+    return ", ".join(method_names())
+
+
+_MODELS_HELP, _DATASETS_HELP = _bundled_names()
+
+
+def build_run_config(
+    *,
+    method: str,
+    options: dict[str, Any],
+    run_fields: dict[str, Any],
+) -> Any:
+    """The :class:`~smoothcert.runner.RunConfig` of a ``certify`` command line.
+
+    ``options`` holds the method-parameter options the user gave (None when not given).
+    A given option the method does not take is an error naming it and the method's
+    parameters; missing ``sigma``/``n0``/``n``/``alpha`` get the CLI defaults, a missing
+    ``alphabet`` the dataset's vocabulary size and a missing ``beta`` the bundled model's
+    training beta.
+
+    Raises:
+        InvalidParameterError: on an unknown method, an option of another method, or a
+            value out of range.
+    """
+    import dataclasses
+
+    from smoothcert.methods.registry import get_method
+    from smoothcert.runner.config import RunConfig
+
+    spec = get_method(method)
+    check_dataset_fits(spec, run_fields["dataset"])
+    fields = [f.name for f in dataclasses.fields(spec.params_type)]
+    given = {k: v for k, v in options.items() if v is not None}
+    foreign = [k for k in given if k not in fields]
+    if foreign:
+        flags = ", ".join(_OPTION_FLAGS.get(k, "--" + k.replace("_", "-")) for k in foreign)
+        valid = ", ".join(
+            _OPTION_FLAGS.get(k, "--" + k.replace("_", "-")) for k in fields if k in _METHOD_OPTIONS
+        )
+        raise InvalidParameterError(
+            f"{flags} {'is not an option' if len(foreign) == 1 else 'are not options'} of "
+            f"method {method!r}; valid options: {valid}"
+        )
+    params = dict(given)
+    for key, value in _COMMON_DEFAULTS.items():
+        if key in fields and key not in params:
+            params[key] = value
+    if "alphabet" in fields and "alphabet" not in params:
+        params["alphabet"] = _dataset_attribute(run_fields["dataset"], "vocab_size")
+    if "threat" in fields and "threat" not in params:
+        # a dataset that says which tokens each example may have edited (listings: the
+        # description's words, not [CLS]/[SEP]/padding) is attacked there by default
+        has_mask = _dataset_attribute(run_fields["dataset"], "eligible") is not None
+        params["threat"] = "given" if has_mask else "anywhere"
+    if "beta" in fields and "beta" not in params:
+        beta = _model_beta(
+            run_fields["model"], run_fields.get("model_sigma") or params.get("sigma")
+        )
+        if beta is not None:
+            params["beta"] = beta
+    return RunConfig(method=method, params=params, **run_fields)
+
+
+def check_dataset_fits(spec: Any, dataset: str) -> None:
+    """Reject a bundled dataset whose examples do not fit the method's inputs (early)."""
+    from smoothcert.data import dataset_kind, list_datasets
+
+    if dataset in list_datasets():  # other names are reported by the runner's checks
+        spec.check_dataset_kind(dataset_kind(dataset), dataset=dataset)
+
+
+def _dataset_attribute(dataset: str, name: str) -> Any:
+    """An attribute of a bundled dataset's first split (None if absent or not bundled)."""
+    import numpy as np
+
+    from smoothcert.data import dataset_splits, list_datasets, load_dataset
+
+    if dataset not in list_datasets():
+        return None
+    value = getattr(load_dataset(dataset, split=dataset_splits(dataset)[0]), name, None)
+    return int(value) if isinstance(value, (int, np.integer)) else value
+
+
+def _model_beta(model: str, sigma: float | None) -> float | None:
+    from smoothcert.models import available_sigmas, list_models, weights_info
+
+    if model not in list_models():
+        return None
+    sigmas = available_sigmas(model)
+    if sigma is None:
+        if len(sigmas) != 1:
+            return None
+        sigma = sigmas[0]
+    try:
+        return weights_info(model, sigma).beta
+    except InvalidParameterError:
+        return None
 
 
 @app.command()
 def certify(
-    model: Annotated[str, typer.Option(help="Bundled model name.")] = "digits_cnn",
-    dataset: Annotated[str, typer.Option(help="Bundled dataset name.")] = "digits",
+    method: Annotated[
+        str, typer.Option(help=f"Certification method: {_method_names()}.")
+    ] = "cohen",
+    model: Annotated[str, typer.Option(help=f"Bundled model: {_MODELS_HELP}.")] = "digits_cnn",
+    model_sigma: Annotated[
+        float | None,
+        typer.Option(
+            help="Noise level of the model's weights (default: --sigma, or its only one)."
+        ),
+    ] = None,
+    dataset: Annotated[str, typer.Option(help=f"Bundled dataset: {_DATASETS_HELP}.")] = "digits",
     split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
     sigma: Annotated[
-        float, typer.Option(help="Noise std (input units); selects the model's weights.")
-    ] = 0.25,
-    n0: Annotated[int, typer.Option("--n0", help="Selection samples per example.")] = 100,
-    n: Annotated[int, typer.Option("-n", "--n", help="Estimation samples per example.")] = 10_000,
-    alpha: Annotated[float, typer.Option(help="Failure probability per example.")] = 0.001,
+        float | None,
+        typer.Option(help="Gaussian noise std (input units) (cohen*, hybrid; default 0.25)."),
+    ] = None,
+    n0: Annotated[
+        int | None, typer.Option("--n0", help="Selection samples per example (default 100).")
+    ] = None,
+    n: Annotated[
+        int | None,
+        typer.Option("-n", "--n", help="Estimation samples per example (default 10000)."),
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Failure probability per example (default 0.001).")
+    ] = None,
+    beta: Annotated[
+        float | None,
+        typer.Option(help="Token substitution probability (tokens, hybrid; default: the model's)."),
+    ] = None,
+    alphabet: Annotated[
+        int | None,
+        typer.Option(help="Token alphabet size V (tokens, hybrid; default: the dataset's)."),
+    ] = None,
+    kernel: Annotated[
+        str | None, typer.Option(help="Token kernel: uniform or mask (tokens, hybrid).")
+    ] = None,
+    mask_id: Annotated[int | None, typer.Option(help="Mask token id (kernel mask).")] = None,
+    tau: Annotated[
+        float | None, typer.Option(help="Threshold: 0.5 majority, or the filter's flag threshold.")
+    ] = None,
+    target: Annotated[
+        int | None,
+        typer.Option(help="Safety-filter mode: the class flagged when P(class) >= tau."),
+    ] = None,
+    threat: Annotated[
+        str | None,
+        typer.Option(help="Text threat: anywhere, append_suffix, last_d (tokens, hybrid)."),
+    ] = None,
+    suffix_length: Annotated[
+        int | None, typer.Option(help="Positions D for append_suffix / last_d.")
+    ] = None,
+    placeholder_id: Annotated[
+        int | None, typer.Option(help="Appended placeholder token id (append_suffix).")
+    ] = None,
+    d_max: Annotated[int | None, typer.Option(help="Largest number of edits d to certify.")] = None,
     batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
+    examples_per_batch: Annotated[
+        int, typer.Option(help="Examples sharing each forward pass (same records).")
+    ] = 1,
     num_examples: Annotated[
         int | None, typer.Option(help="Examples to certify (default: all selected).")
     ] = None,
@@ -216,11 +425,35 @@ def certify(
     start: Annotated[int, typer.Option(help="Position of the first example.")] = 0,
     seed: Annotated[int, typer.Option(help="Run seed (per-example seeds derive from it).")] = 0,
     device: Annotated[str, typer.Option(help="Device: cpu, cuda, cuda:1, mps.")] = "cpu",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16/fp16 autocast (changes the certified model).")
+    ] = "fp32",
+    compile_model: Annotated[
+        bool,
+        typer.Option("--compile/--no-compile", help="torch.compile the model (hashed)."),
+    ] = False,
+    channels_last: Annotated[
+        bool,
+        typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format."),
+    ] = False,
+    backend: Annotated[str, typer.Option(help="Where to run: local or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local one).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Ray workers, each with its own model copy.")
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(help="Result file (default: results/<model>_sigma<sigma>[_<hash>].jsonl)."),
     ] = None,
-    top2: Annotated[bool, typer.Option("--top2", help="Top-two certificate.")] = False,
+    top2: Annotated[
+        bool, typer.Option("--top2/--no-top2", help="Same as --method cohen-top2.")
+    ] = False,
+    allow_large: Annotated[
+        bool,
+        typer.Option("--allow-large/--no-allow-large", help="Allow n0 + n above 10^9."),
+    ] = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
@@ -231,47 +464,92 @@ def certify(
         str | None, typer.Option(help="Radii of the summary table, e.g. 0,0.25,0.5.")
     ] = None,
 ) -> None:
-    """Certify a dataset split (Cohen et al. CERTIFY); re-run the same command to resume."""
+    """Certify a dataset split with any method; re-run the same command to resume."""
+    from smoothcert._validation import check_int
     from smoothcert.certificates.gaussian import max_certifiable_radius
-    from smoothcert.reports import load_results as load
-    from smoothcert.reports import markdown_table, parse_radii, plot_certified_accuracy
-    from smoothcert.runner.config import RunConfig, default_run_stem
+    from smoothcert.reports import parse_radii
+    from smoothcert.runner.config import default_run_stem
 
     console = _stderr_console()
     with _user_errors():
-        config = RunConfig(
-            model=model,
-            dataset=dataset,
-            split=split,
-            sigma=sigma,
-            method="cohen_top2" if top2 else "cohen",
-            n0=n0,
-            n=n,
-            alpha=alpha,
-            batch_size=batch_size,
-            num_examples=num_examples,
-            skip=skip,
-            start=start,
-            seed=seed,
-        )
+        if top2:
+            if method not in ("cohen", "cohen-top2"):
+                raise InvalidParameterError(
+                    f"--top2 with --method {method} is invalid; valid: --top2 with cohen"
+                )
+            method = "cohen-top2"
+        check_int(examples_per_batch, name="examples_per_batch", minimum=1)
+        if backend not in ("local", "ray"):
+            raise InvalidParameterError(
+                f"backend = {backend!r} is invalid; valid values: local, ray"
+            )
+        if backend == "local" and (ray_address is not None or workers is not None):
+            raise InvalidParameterError(
+                "--ray-address / --workers are invalid with --backend local; valid: add "
+                "--backend ray"
+            )
         grid = parse_radii(radii) if radii is not None else None
+        run_fields = {
+            "model": model,
+            "model_sigma": model_sigma,
+            "dataset": dataset,
+            "split": split,
+            "batch_size": batch_size,
+            "num_examples": num_examples,
+            "skip": skip,
+            "start": start,
+            "seed": seed,
+            "precision": precision,
+            "compile": compile_model,
+            "channels_last": channels_last,
+        }
+        options = {
+            "sigma": sigma,
+            "n0": n0,
+            "n": n,
+            "alpha": alpha,
+            "beta": beta,
+            "alphabet": alphabet,
+            "kernel": kernel,
+            "mask_id": mask_id,
+            "tau": tau,
+            "target": target,
+            "threat": threat,
+            "num_positions": suffix_length,
+            "placeholder_id": placeholder_id,
+            "threat_d_max": d_max,
+        }
+        config = build_run_config(method=method, options=options, run_fields=run_fields)
+        params = config.method_params()
         path = (
             output
             if output is not None
             else (_DEFAULT_RESULTS_DIR / f"{default_run_stem(config)}.jsonl")
         )
-        best = max_certifiable_radius(n=n, alpha=alpha / 2 if top2 else alpha, sigma=sigma)
-        if best == 0.0:
-            console.print(
-                f"warning: with n={n} and alpha={alpha:g} no example can be certified "
-                "(every result will abstain); increase -n"
-            )
         from smoothcert.runner.run import RunProgress, run_certification, validate_run
 
-        validate_run(config, path, device=device)
+        validate_run(config, path, device=device, allow_large=allow_large)
+        run_backend = None
+        if backend == "ray":
+            from smoothcert.runner.ray_backend import RayBackend
+
+            run_backend = RayBackend(workers=workers, address=ray_address)
+        per_example = config.samples_per_example()
+        if config.method.startswith("cohen") and config.method != "cohen-predict":
+            best = max_certifiable_radius(
+                n=params.n,  # type: ignore[attr-defined]
+                alpha=params.alpha / (2 if config.method == "cohen-top2" else 1),  # type: ignore[attr-defined]
+                sigma=params.sigma,  # type: ignore[attr-defined]
+            )
+            if best == 0.0:
+                console.print(
+                    f"warning: with n={params.n} and alpha={params.alpha:g} no example can be "  # type: ignore[attr-defined]
+                    "certified (every result will abstain); increase -n"
+                )
+        summary = ", ".join(f"{k}={v}" for k, v in config.params.items() if v is not None)
         console.print(
-            f"certifying {dataset}/{split} with {model} (sigma={sigma:g}, n0={n0}, n={n}, "
-            f"alpha={alpha:g}, {config.method}) on {device} -> {path}"
+            f"certifying {dataset}/{split} with {model} ({config.method}: {summary}) on "
+            f"{device} ({backend}) -> {path}; {per_example:,} forward samples per example"
         )
 
         bar = Progress(
@@ -325,7 +603,15 @@ def certify(
                 )
 
         try:
-            run_certification(config, path, device=device, progress=on_progress)
+            run_certification(
+                config,
+                path,
+                device=device,
+                progress=on_progress,
+                backend=run_backend,
+                examples_per_batch=examples_per_batch,
+                allow_large=allow_large,
+            )
         except KeyboardInterrupt:
             console.print(
                 f"interrupted after {state['done']} of {state['total']} examples; every "
@@ -335,13 +621,62 @@ def certify(
         finally:
             if state.get("bar"):
                 bar.stop()
-
-        result = load(path)
-        typer.echo(markdown_table([result], grid))
+        _print_report(
+            [path],
+            grid,
+            labels=None,
+            latex=False,
+            plot_path=path.with_suffix(".png") if plot else None,
+            console=console,
+        )
         console.print(f"results: {path}")
-        if plot and len(result):
-            png = plot_certified_accuracy([result], path.with_suffix(".png"))
-            console.print(f"plot: {png}")
+
+
+def _print_report(
+    paths: Sequence[Path],
+    radii: Any,
+    *,
+    labels: Sequence[str] | None,
+    latex: bool,
+    plot_path: Path | None,
+    console: Console,
+) -> None:
+    """Print one table per claim (and a (d, r) table per hybrid file); write the plots."""
+    from smoothcert.reports import (
+        claim_heading,
+        dr_table,
+        group_by_claim,
+        latex_table,
+        load_many,
+        markdown_table,
+        plot_certified_accuracy,
+        plot_dr_heatmap,
+    )
+
+    files = load_many(paths, labels=labels if labels else None)
+    groups = group_by_claim(files)
+    for group in groups:
+        if len(groups) > 1 or group[0].claim != "majority":
+            typer.echo(f"{claim_heading(group[0].claim)}:")
+        typer.echo(latex_table(group, radii) if latex else markdown_table(group, radii))
+        if plot_path is not None and any(len(f) for f in group):
+            target = (
+                plot_path
+                if len(groups) == 1
+                else plot_path.with_name(f"{plot_path.stem}_{group[0].claim}{plot_path.suffix}")
+            )
+            console.print(f"plot: {plot_certified_accuracy(group, target)}")
+    for f in files:
+        if f.torn_tail:
+            console.print(f"note: ignored an incomplete last line of {f.path}")
+        if len(f) and any(r.get("radius_curve") for r in f.records):
+            typer.echo(
+                f"\n{f.label}: {claim_heading(f.claim)}, over (d edited tokens, L2 radius r):"
+            )
+            typer.echo(dr_table(f))
+            if plot_path is not None:
+                heat = plot_path.with_name(f"{Path(f.path).stem}_dr.png")
+                console.print(f"heatmap: {plot_dr_heatmap(f, heat)}")
 
 
 @app.command()
@@ -359,18 +694,53 @@ def report(
         list[str] | None, typer.Option(help="Column label, once per file (default: stems).")
     ] = None,
 ) -> None:
-    """Certified accuracy per radius, ACR and abstention rate, one column per file."""
-    from smoothcert.reports import latex_table, markdown_table, plot_certified_accuracy
+    """Certified accuracy per radius, ACR and abstention rate; one table per claim.
+
+    Hybrid files add a certified-accuracy table over (d edited tokens, L2 radius r) and,
+    with --plot, a heatmap PNG next to the plot.
+    """
+    from smoothcert.reports import parse_radii
 
     with _user_errors():
-        files, grid = _summary(results, radii, label)
-        typer.echo(latex_table(files, grid) if latex else markdown_table(files, grid))
-        for f in files:
-            if f.torn_tail:
-                typer.echo(f"note: ignored an incomplete last line of {f.path}", err=True)
-        if plot is not None:
-            written = plot_certified_accuracy(files, plot)
-            typer.echo(f"plot: {written}", err=True)
+        grid = parse_radii(radii) if radii is not None else None
+        _print_report(
+            results, grid, labels=label, latex=latex, plot_path=plot, console=_stderr_console()
+        )
+
+
+@app.command()
+def recertify(
+    results: Annotated[Path, typer.Argument(help="A result file (.jsonl), version 1 or 2.")],
+    output: Annotated[Path, typer.Option(help="The new result file.")],
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Decide with another method of the same sampling (cohen <-> cohen-top2)."
+        ),
+    ] = None,
+    top2: Annotated[
+        bool, typer.Option("--top2/--no-top2", help="Same as --method cohen-top2.")
+    ] = False,
+    alpha: Annotated[float | None, typer.Option(help="New failure probability.")] = None,
+    bound: Annotated[
+        str, typer.Option(help="Confidence bound for class counts: clopper-pearson.")
+    ] = "clopper-pearson",
+) -> None:
+    """Recompute certificates from the saved evidence (no model, no sampling)."""
+    from smoothcert.results.recertify import recertify as run_recertify
+
+    with _user_errors():
+        if top2:
+            if method not in (None, "cohen-top2"):
+                raise InvalidParameterError(
+                    f"--top2 with --method {method} is invalid; valid: one of them"
+                )
+            method = "cohen-top2"
+        written = run_recertify(results, output, method=method, alpha=alpha, bound=bound)
+        _print_report(
+            [written], None, labels=None, latex=False, plot_path=None, console=_stderr_console()
+        )
+        typer.echo(f"wrote {written}", err=True)
 
 
 @app.command()

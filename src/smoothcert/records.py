@@ -1,109 +1,388 @@
-"""One example's certification outcome, as plain Python that round-trips through JSON.
+"""One example's certification outcome and its evidence, as plain Python that round-trips JSON.
 
-A :class:`CertifyResult` carries everything needed to recompute the certificate
-offline: the raw class counts of the selection and estimation samples, n0, n, alpha,
-the method parameters and the seed.
+Every method is two halves (DESIGN.md, "Architecture"): a torch half draws noise and
+returns :class:`Evidence` (one :class:`StageEvidence` per sampling stage, plus the
+:class:`Facts` about the input that the certificate needs), and a pure half turns
+evidence and the method's parameters into a :class:`CertifyResult`. The result keeps
+the evidence, so the certificate can be recomputed offline with other settings
+(``smoothcert recertify``) without a model.
+
+Typed payloads (method parameters, facts and decision details) are frozen dataclasses
+deriving from :class:`Payload`; each names a ``kind`` and is registered with
+:func:`register_payload` so that JSON records rebuild the right type. The decision
+modules register theirs; :mod:`smoothcert.methods.registry` imports them all.
 
 Example:
-    >>> r = CertifyResult(method="cohen", prediction=3, abstained=False, radius=0.42,
-    ...                   p_lower=0.8, n0=100, n=1000, alpha=0.001, seed=0, seconds=0.1,
-    ...                   counts_selection=(0, 0, 0, 100), counts_estimation=(0, 10, 0, 990),
-    ...                   params={"sigma": 0.25})
+    >>> from smoothcert.decisions.cohen import GaussianParams, GaussianFacts
+    >>> stages = (StageEvidence("selection", n=100, alpha=0.0, counts=(0, 0, 0, 100)),
+    ...           StageEvidence("estimation", n=1000, alpha=0.001, counts=(0, 10, 0, 990)))
+    >>> r = CertifyResult(method="cohen", claim="majority", prediction=3, abstained=False,
+    ...                   radius=0.42, p_lower=0.8, alpha=0.001, seed=0, seconds=0.1,
+    ...                   params=GaussianParams(sigma=0.25, n0=100, n=1000, alpha=0.001),
+    ...                   evidence=Evidence(stages, GaussianFacts(num_classes=4)))
     >>> CertifyResult.from_json(r.to_json()) == r
     True
+    >>> r.counts_estimation, r.n0, r.n
+    ((0, 10, 0, 990), 100, 1000)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from smoothcert.errors import InvalidParameterError
 
 RADIUS_UNITS = ("l2", "tokens")
+"""``"l2"``: a radius in the units of the tensor the noise is added to; ``"tokens"``: edits."""
+
+CLAIMS = ("majority", "flagged", "prediction")
+"""What a record claims.
+
+* ``"majority"``: the smoothed classifier returns ``prediction`` on the whole certified
+  region (radius, or the staircase under ``radius_curve``).
+* ``"flagged"``: a safety filter: ``P(f(noisy input) = prediction) >= tau`` on the whole
+  certified region (the input is flagged and stays flagged); ``prediction`` is the fixed
+  target class, never a majority class. Abstained means "not certified to stay flagged".
+* ``"prediction"``: Cohen et al.'s PREDICT: the class returned is the smoothed
+  classifier's at the clean input with probability >= 1 - alpha; no radius.
+"""
+
+ROLES = ("selection", "estimation", "prediction", "sigma_selection", "sigma_estimation")
+"""Roles of a sampling stage. Selection stages choose (a class, a sigma) and spend no alpha;
+the others are bounded at the alpha they record."""
+
+P = TypeVar("P", bound="Payload")
+_PAYLOADS: dict[str, type[Payload]] = {}
+
+
+def register_payload(cls: type[P]) -> type[P]:
+    """Class decorator: make a :class:`Payload` subclass rebuildable from JSON by its ``kind``.
+
+    Raises:
+        InvalidParameterError: if another class already uses the kind.
+    """
+    kind = cls.kind
+    existing = _PAYLOADS.get(kind)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise InvalidParameterError(
+            f"payload kind {kind!r} is registered twice ({existing.__qualname__} and "
+            f"{cls.__qualname__}); valid: one class per kind"
+        )
+    _PAYLOADS[kind] = cls
+    return cls
+
+
+def _ensure_registered() -> None:
+    # The registry imports every decision module, which registers its payloads.
+    importlib.import_module("smoothcert.methods.registry")
+
+
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_to_json_value(v) for v in value]
+    if isinstance(value, Payload):
+        return value.to_dict()
+    return value
+
+
+def _from_json_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_from_json_value(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Base of the typed parts of a record (parameters, facts, details).
+
+    Subclasses are frozen dataclasses with JSON-scalar or tuple fields, set ``kind`` and
+    are decorated with :func:`register_payload`.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": ..., field: value, ...}`` with tuples as lists."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            out[f.name] = _to_json_value(getattr(self, f.name))
+        return out
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> Payload:
+        """Rebuild the registered payload named by ``data["kind"]``.
+
+        Raises:
+            InvalidParameterError: on an unknown kind or fields the kind does not have.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidParameterError(
+                f"payload {data!r} is invalid; valid: a JSON object with a 'kind' key"
+            )
+        kind = data.get("kind")
+        if kind not in _PAYLOADS:
+            _ensure_registered()
+        cls = _PAYLOADS.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            raise InvalidParameterError(
+                f"payload kind = {kind!r} is invalid; valid kinds: {sorted(_PAYLOADS)}"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names - {"kind"}
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown fields {sorted(unknown)} for {kind!r}; valid fields: {sorted(names)}"
+            )
+        return cls(**{k: _from_json_value(v) for k, v in data.items() if k != "kind"})
+
+
+def _check_count(value: Any, *, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InvalidParameterError(f"{name} = {value!r} is invalid; valid: an integer >= 0")
+    return int(value)
+
+
+def _check_unit(value: Any, *, name: str, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not math.isfinite(float(value))
+        or not 0.0 <= float(value) <= 1.0
+    ):
+        raise InvalidParameterError(f"{name} = {value!r} is invalid; valid range: 0 <= {name} <= 1")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class StageEvidence:
+    """The raw outcome of one sampling stage.
+
+    Attributes:
+        role: one of :data:`ROLES`.
+        n: number of noisy samples drawn, >= 1.
+        alpha: the failure probability spent bounding this stage, in [0, 1); 0 for a
+            selection stage (it chooses, it is not bounded).
+        counts: per-class counts of the samples' argmax (int, summing to ``n``), or
+            empty when the stage records scores only.
+        score_sums: per-class sums of a [0, 1] score over the samples, or None.
+        score_sq_sums: per-class sums of the squared score, or None.
+    """
+
+    role: str
+    n: int
+    alpha: float
+    counts: tuple[int, ...] = ()
+    score_sums: tuple[float, ...] | None = None
+    score_sq_sums: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise InvalidParameterError(f"role = {self.role!r} is invalid; valid values: {ROLES}")
+        n = _check_count(self.n, name="n")
+        if n < 1:
+            raise InvalidParameterError(f"n = {n} is invalid; valid range: n >= 1")
+        alpha = float(self.alpha)
+        if not (math.isfinite(alpha) and 0.0 <= alpha < 1.0):
+            raise InvalidParameterError(
+                f"alpha = {self.alpha!r} is invalid; valid range: 0 <= alpha < 1"
+            )
+        counts = tuple(_check_count(c, name="count") for c in self.counts)
+        if counts and sum(counts) != n:
+            raise InvalidParameterError(
+                f"counts sum to {sum(counts)} but n = {n}; valid: counts that sum to n"
+            )
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "counts", counts)
+        for name in ("score_sums", "score_sq_sums"):
+            values = getattr(self, name)
+            if values is not None:
+                floats = tuple(float(v) for v in values)
+                if not all(math.isfinite(v) and 0.0 <= v <= n for v in floats):
+                    raise InvalidParameterError(
+                        f"{name} = {values!r} is invalid; valid: finite sums in [0, n = {n}]"
+                    )
+                object.__setattr__(self, name, floats)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (None score fields are left out)."""
+        out: dict[str, Any] = {
+            "role": self.role,
+            "n": self.n,
+            "alpha": self.alpha,
+            "counts": list(self.counts),
+        }
+        if self.score_sums is not None:
+            out["score_sums"] = list(self.score_sums)
+        if self.score_sq_sums is not None:
+            out["score_sq_sums"] = list(self.score_sq_sums)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageEvidence:
+        """Rebuild from :meth:`to_dict` output."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown stage fields {sorted(unknown)}; valid fields: {sorted(names)}"
+            )
+        kwargs = dict(data)
+        for key in ("counts", "score_sums", "score_sq_sums"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Facts(Payload):
+    """Facts about one input measured by the torch half that its certificate needs."""
+
+
+@dataclass(frozen=True)
+class Details(Payload):
+    """Method-specific outputs of a decision (beyond the common result fields)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the sampling half of a method observed for one input.
+
+    Attributes:
+        stages: the sampling stages, in the order they were drawn.
+        facts: the method's :class:`Facts` about the input (number of classes, number of
+            eligible token positions, the kernel's sampling TV bound, ...).
+        seed: the seed the samples were drawn with (None if unknown).
+        seconds: wall-clock seconds the sampling took.
+    """
+
+    stages: tuple[StageEvidence, ...]
+    facts: Facts
+    seed: int | None = None
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if not all(isinstance(s, StageEvidence) for s in self.stages):
+            raise InvalidParameterError(
+                f"stages = {self.stages!r} is invalid; valid: a tuple of StageEvidence"
+            )
+        if self.seed is not None:
+            _check_count(self.seed, name="seed")
+        if not (math.isfinite(self.seconds) and self.seconds >= 0):
+            raise InvalidParameterError(
+                f"seconds = {self.seconds!r} is invalid; valid range: finite seconds >= 0"
+            )
+
+    def stage(self, role: str) -> StageEvidence | None:
+        """The first stage with ``role``, or None."""
+        for s in self.stages:
+            if s.role == role:
+                return s
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict."""
+        return {
+            "stages": [s.to_dict() for s in self.stages],
+            "facts": self.facts.to_dict(),
+            "seed": self.seed,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        """Rebuild from :meth:`to_dict` output."""
+        facts = Payload.from_dict(data["facts"])
+        if not isinstance(facts, Facts):
+            raise InvalidParameterError(
+                f"facts of kind {facts.kind!r} are invalid; valid: a Facts payload"
+            )
+        return cls(
+            stages=tuple(StageEvidence.from_dict(s) for s in data["stages"]),
+            facts=facts,
+            seed=data.get("seed"),
+            seconds=float(data.get("seconds", 0.0)),
+        )
 
 
 @dataclass(frozen=True)
 class CertifyResult:
-    """Outcome of certifying (or predicting) one input.
+    """Outcome of certifying (or predicting) one input, with its evidence.
 
     Attributes:
-        method: name of the method that produced it (``"cohen"``, ``"cohen_top2"``,
-            ``"cohen_predict"``, ``"tokens"``, ``"hybrid"``, ...).
-        prediction: predicted class, or None when the method abstained.
-        abstained: True iff the method abstained (never a -1 sentinel).
-        radius: certified radius; 0.0 when abstained. In L2 units of the tensor the
-            noise is added to when ``radius_unit == "l2"``, or a number of edited
-            tokens when ``radius_unit == "tokens"``.
-        p_lower: lower confidence bound on the probability of the predicted class
-            (0.0 for an abstention with no bound).
-        n0: number of selection samples.
-        n: number of estimation samples.
-        alpha: one-sided failure probability of the whole certificate.
-        seed: seed the samples were drawn with (None if the caller passed a generator
-            whose seed is unknown).
-        seconds: wall-clock seconds spent.
-        counts_selection: per-class counts of the n0 selection samples (int).
-        counts_estimation: per-class counts of the n estimation samples (int).
-        p_upper: upper bound on the runner-up's probability (top-two variant), else None.
+        method: registered method name (``"cohen"``, ``"cohen-top2"``, ``"tokens"``,
+            ``"hybrid"``, ``"cohen-predict"``; see :mod:`smoothcert.methods.registry`).
+        claim: what the record claims, one of :data:`CLAIMS`.
+        prediction: the certified class (majority), the target class (flagged), or None
+            when the method abstained.
+        abstained: True iff ``prediction`` is None (never a -1 sentinel).
+        radius: certified radius, 0.0 when abstained: L2 in the units of the tensor the
+            noise is added to (``radius_unit == "l2"``; ``r(0)`` for hybrid), or a
+            number of edited tokens (``"tokens"``).
+        p_lower: lower confidence bound on the probability of ``prediction`` (0.0 when
+            no bound was computed).
+        alpha: one-sided failure probability of the whole certificate (all stages).
+        seed: seed of the samples (None if unknown).
+        seconds: wall-clock seconds for sampling and deciding.
+        params: the method's typed parameters (a registered :class:`Payload`).
+        evidence: the :class:`Evidence` the decision was made from.
+        p_upper: upper bound on the runner-up's (top-two) probability, else None.
         radius_unit: ``"l2"`` or ``"tokens"``.
-        radius_curve: for joint certificates, the radius r(d) for d = 0..d_max, else None.
-        params: method parameters (sigma, beta, ...), JSON-serialisable.
+        radius_curve: hybrid certificates: ``r(d)`` for ``d = 0..d_max``, else None.
+        details: the method's typed :class:`Details`, or None.
     """
 
     method: str
+    claim: str
     prediction: int | None
     abstained: bool
     radius: float
     p_lower: float
-    n0: int
-    n: int
     alpha: float
     seed: int | None
     seconds: float
-    counts_selection: tuple[int, ...]
-    counts_estimation: tuple[int, ...]
+    params: Payload
+    evidence: Evidence
     p_upper: float | None = None
     radius_unit: str = "l2"
     radius_curve: tuple[float, ...] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    details: Details | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.method, str) or not self.method:
+            raise InvalidParameterError(
+                f"method = {self.method!r} is invalid; valid: a registered method name"
+            )
+        if self.claim not in CLAIMS:
+            raise InvalidParameterError(f"claim = {self.claim!r} is invalid; valid: {CLAIMS}")
         if self.prediction is not None and (
-            isinstance(self.prediction, bool) or not isinstance(self.prediction, int)
+            isinstance(self.prediction, bool) or not isinstance(self.prediction, (int, np.integer))
         ):
             raise InvalidParameterError(
                 f"prediction = {self.prediction!r} is invalid; valid: an int class index or None"
             )
-        if not (math.isfinite(self.p_lower) and 0.0 <= self.p_lower <= 1.0):
-            raise InvalidParameterError(
-                f"p_lower = {self.p_lower!r} is invalid; valid range: 0 <= p_lower <= 1"
-            )
-        if self.p_upper is not None and not (
-            math.isfinite(self.p_upper) and 0.0 <= self.p_upper <= 1.0
-        ):
-            raise InvalidParameterError(
-                f"p_upper = {self.p_upper!r} is invalid; valid range: 0 <= p_upper <= 1 or None"
-            )
+        if self.prediction is not None:
+            object.__setattr__(self, "prediction", _check_count(self.prediction, name="prediction"))
+        object.__setattr__(self, "p_lower", _check_unit(self.p_lower, name="p_lower"))
+        object.__setattr__(
+            self, "p_upper", _check_unit(self.p_upper, name="p_upper", allow_none=True)
+        )
         if not 0.0 < self.alpha < 1.0:
             raise InvalidParameterError(
                 f"alpha = {self.alpha!r} is invalid; valid range: 0 < alpha < 1"
             )
-        if self.n0 < 0 or self.n < 1:
-            raise InvalidParameterError(
-                f"n0 = {self.n0!r}, n = {self.n!r} are invalid; valid: n0 >= 0 and n >= 1"
-            )
-        for counts_name in ("counts_selection", "counts_estimation"):
-            for c in getattr(self, counts_name):
-                if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
-                    raise InvalidParameterError(
-                        f"{counts_name} entry {c!r} is invalid; valid: integer counts >= 0"
-                    )
-        if self.abstained != (self.prediction is None):
+        if not isinstance(self.abstained, bool) or self.abstained != (self.prediction is None):
             raise InvalidParameterError(
                 f"abstained = {self.abstained!r} with prediction = {self.prediction!r}; "
                 "valid: abstained is True exactly when prediction is None"
@@ -120,33 +399,91 @@ class CertifyResult:
             raise InvalidParameterError(
                 f"radius_unit = {self.radius_unit!r} is invalid; valid values: {RADIUS_UNITS}"
             )
-        object.__setattr__(self, "counts_selection", tuple(int(c) for c in self.counts_selection))
-        object.__setattr__(self, "counts_estimation", tuple(int(c) for c in self.counts_estimation))
+        if not isinstance(self.params, Payload) or not isinstance(self.evidence, Evidence):
+            raise InvalidParameterError(
+                "params and evidence are invalid; valid: a method parameter Payload and an Evidence"
+            )
+        if self.details is not None and not isinstance(self.details, Details):
+            raise InvalidParameterError(
+                f"details of type {type(self.details).__name__} are invalid; valid: a Details "
+                "payload or None"
+            )
         if self.radius_curve is not None:
-            object.__setattr__(self, "radius_curve", tuple(float(r) for r in self.radius_curve))
+            curve = tuple(float(r) for r in self.radius_curve)
+            if not all(math.isfinite(r) and r >= 0 for r in curve):
+                raise InvalidParameterError(
+                    f"radius_curve = {curve!r} is invalid; valid: finite radii >= 0"
+                )
+            if self.abstained and any(curve):
+                raise InvalidParameterError(
+                    "radius_curve has non-zero radii with an abstention; valid: all zero"
+                )
+            object.__setattr__(self, "radius_curve", curve)
+
+    # Views of the evidence kept for the pre-evidence API (result.counts_estimation, ...).
+    @property
+    def counts_selection(self) -> tuple[int, ...]:
+        """Class counts of the selection stage (empty when there is none)."""
+        stage = self.evidence.stage("selection")
+        return stage.counts if stage is not None else ()
+
+    @property
+    def counts_estimation(self) -> tuple[int, ...]:
+        """Class counts of the estimation (or PREDICT) stage."""
+        stage = self.evidence.stage("estimation") or self.evidence.stage("prediction")
+        return stage.counts if stage is not None else ()
+
+    @property
+    def n0(self) -> int:
+        """Number of selection samples drawn (0 when there is no selection stage)."""
+        stage = self.evidence.stage("selection")
+        return stage.n if stage is not None else 0
+
+    @property
+    def n(self) -> int:
+        """Number of estimation (or PREDICT) samples."""
+        stage = self.evidence.stage("estimation") or self.evidence.stage("prediction")
+        return stage.n if stage is not None else 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict (tuples become lists)."""
-        out = asdict(self)
-        out["counts_selection"] = list(self.counts_selection)
-        out["counts_estimation"] = list(self.counts_estimation)
+        """Return a JSON-serialisable dict."""
+        out: dict[str, Any] = {
+            "method": self.method,
+            "claim": self.claim,
+            "prediction": self.prediction,
+            "abstained": self.abstained,
+            "radius": self.radius,
+            "radius_unit": self.radius_unit,
+            "p_lower": self.p_lower,
+            "p_upper": self.p_upper,
+            "alpha": self.alpha,
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "params": self.params.to_dict(),
+            "evidence": self.evidence.to_dict(),
+            "details": None if self.details is None else self.details.to_dict(),
+        }
         if self.radius_curve is not None:
             out["radius_curve"] = list(self.radius_curve)
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CertifyResult:
-        """Rebuild a result from :meth:`to_dict` output (unknown keys are rejected)."""
-        known = set(cls.__dataclass_fields__)
+    def from_dict(cls, data: Mapping[str, Any]) -> CertifyResult:
+        """Rebuild a result from :meth:`to_dict` output.
+
+        Raises:
+            InvalidParameterError: on unknown or missing fields or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise InvalidParameterError(
                 f"unknown CertifyResult fields {sorted(unknown)}; valid fields: {sorted(known)}"
             )
         required = {
-            name
-            for name, spec in cls.__dataclass_fields__.items()
-            if spec.default is MISSING and spec.default_factory is MISSING
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         }
         missing = required - set(data)
         if missing:
@@ -154,10 +491,12 @@ class CertifyResult:
                 f"CertifyResult fields {sorted(missing)} are missing; required: {sorted(required)}"
             )
         kwargs = dict(data)
-        kwargs["counts_selection"] = tuple(kwargs.get("counts_selection", ()))
-        kwargs["counts_estimation"] = tuple(kwargs.get("counts_estimation", ()))
-        if kwargs.get("radius_curve") is not None:
-            kwargs["radius_curve"] = tuple(kwargs["radius_curve"])
+        kwargs["params"] = Payload.from_dict(data["params"])
+        kwargs["evidence"] = Evidence.from_dict(data["evidence"])
+        if data.get("details") is not None:
+            kwargs["details"] = Payload.from_dict(data["details"])
+        if data.get("radius_curve") is not None:
+            kwargs["radius_curve"] = tuple(data["radius_curve"])
         return cls(**kwargs)
 
     def to_json(self) -> str:

@@ -1,3 +1,4 @@
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import given
@@ -47,9 +48,54 @@ def test_max_certifiable_radius_published_value():
 
 @pytest.mark.parametrize("n", [1, 9, 10, 100, 12345])
 def test_max_certifiable_radius_equals_best_outcome(n):
+    # The Clopper-Pearson bound sits a relative 1e-7 of alpha (in tail probability) on the
+    # conservative side of alpha^(1/n): the best certified radius is a hair below the cap.
     best = clopper_pearson_lower(n, n, alpha=0.001)
-    assert max_certifiable_radius(n=n, alpha=0.001, sigma=0.7) == pytest.approx(
-        float(gaussian_radius(best, sigma=0.7)), abs=1e-9
+    cap = max_certifiable_radius(n=n, alpha=0.001, sigma=0.7)
+    achieved = float(gaussian_radius(best, sigma=0.7))
+    assert achieved <= cap
+    assert cap == pytest.approx(achieved, abs=1e-7)
+
+
+def _mp_phi_inv_upper(t):
+    """Phi^-1(1 - t) in 50-digit arithmetic (independent of scipy)."""
+    with mpmath.workdps(50):
+        return mpmath.sqrt(2) * mpmath.erfinv(1 - 2 * mpmath.mpf(t))
+
+
+@pytest.mark.parametrize("n", [10**6, 10**9, 10**12, 10**15, 10**17, 10**18, 2**63 - 1])
+@pytest.mark.parametrize("alpha", [1e-9, 0.001, 0.5])
+def test_max_certifiable_radius_closed_form_for_huge_n(n, alpha):
+    # sigma * Phi^-1(alpha^(1/n)) in exact arithmetic; alpha^(1/n) rounds to 1.0 in
+    # float64 from n ~ 1e17 on, which used to give an infinite radius.
+    with mpmath.workdps(50):
+        t = 1 - mpmath.power(mpmath.mpf(alpha), mpmath.mpf(1) / n)
+        exact = float(0.7 * _mp_phi_inv_upper(t))
+    got = max_certifiable_radius(n=n, alpha=alpha, sigma=0.7)
+    assert np.isfinite(got)
+    assert got == pytest.approx(exact, rel=1e-12)
+
+
+def test_counts_of_1e18_give_a_finite_conservative_radius():
+    # k = n = 1e18: the exact bound alpha^(1/n) = 1 - 6.9e-18 is above every float below
+    # 1; the bound rounds DOWN to the largest float below 1 (never to 1.0, which would be
+    # an infinite radius), and the radius is sigma * Phi^-1(1 - 2^-53).
+    n = 10**18
+    p = clopper_pearson_lower(n, n, alpha=0.001)
+    assert p == np.nextafter(1.0, 0.0)
+    r = gaussian_radius(p, sigma=0.5)
+    assert r == pytest.approx(float(0.5 * _mp_phi_inv_upper(2.0**-53)), rel=1e-12)
+    assert r < max_certifiable_radius(n=n, alpha=0.001, sigma=0.5) < np.inf
+    # Half of the samples: a finite bound just below 1/2 (abstain), not an error.
+    half = clopper_pearson_lower(n // 2, n, alpha=0.001)
+    assert 0.499 < half < 0.5 and gaussian_radius(half, sigma=0.5) == 0.0
+
+
+@pytest.mark.parametrize("q", [1e-3, 1e-9, 1e-15, 2.0**-52, 2.0**-53])
+def test_radius_near_one_uses_the_exact_complement(q):
+    p = 1.0 - q  # exact for these q
+    assert gaussian_radius(p, sigma=1.0) == pytest.approx(
+        float(_mp_phi_inv_upper(1.0 - p)), rel=1e-13
     )
 
 

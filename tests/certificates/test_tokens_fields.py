@@ -100,17 +100,20 @@ def test_max_tokens_with_fields():
 def test_max_tokens_over_unbounded_fields_raises_quickly():
     # Three distinct unbounded fields: the cost of d grows like d^5; the default d_limit
     # used to run for minutes. Now the scan stops at a fixed budget and says how far it got.
+    # (p_lower = 1 needs no scan with uniform kernels: every d is certified, L(d) = 1.)
     fields = [TokenField(0.3, 5), TokenField(0.4, 7), TokenField(0.5, 9)]
+    assert max_certifiable_tokens(1.0, fields=fields, tau=0.5) == 10_000
+    p, tau = 1 - 1e-15, 1e-12  # still certified at d = 31
     start = time.perf_counter()
     with pytest.raises(InvalidParameterError, match="valid range") as err:
-        max_certifiable_tokens(1.0, fields=fields, tau=0.5)
+        max_certifiable_tokens(p, fields=fields, tau=tau)
     assert time.perf_counter() - start < 20.0  # a hang guard, not a benchmark
     message = str(err.value)
     assert "d_limit = 10000" in message and "positions" in message
     limit = int(re.search(r"d_limit <= (\d+)", message).group(1))
     assert 5 <= limit < 200
     # The suggested d_limit works and gives "at least d_limit".
-    assert max_certifiable_tokens(1.0, fields=fields, tau=0.5, d_limit=limit) == limit
+    assert max_certifiable_tokens(p, fields=fields, tau=tau, d_limit=limit) == limit
     # Examples that stop early never hit the budget.
     assert max_certifiable_tokens(0.9, fields=fields, tau=0.5) == 0
 

@@ -15,7 +15,7 @@ from smoothcert.errors import InvalidParameterError
 from smoothcert.methods import threats
 from smoothcert.methods.hybrid import certify
 from smoothcert.records import CertifyResult
-from smoothcert.stats.binomial import clopper_pearson_lower
+from smoothcert.stats.binomial import CLOSED_FORM_MARGIN, clopper_pearson_lower
 
 
 def _load_token_oracles():
@@ -90,7 +90,7 @@ def _expected_curve(res, *, d_max, sigma, beta, vocab, tau=0.5, kernel="uniform"
         ),
         dtype=np.float64,
     ).copy()
-    curve[res.params["d_certified"] + 1 :] = 0.0
+    curve[res.details.d_certified + 1 :] = 0.0
     return tuple(curve.tolist())
 
 
@@ -139,7 +139,7 @@ def test_text_blind_linear_model_d0_is_cohen_and_below_exact_radius():
     assert len(res.radius_curve) == 4
     assert np.all(np.diff(res.radius_curve) <= 0)
     assert res.radius_unit == "l2"
-    assert res.params["sigma"] == sigma and res.params["num_eligible"] == 3
+    assert res.params.sigma == sigma and res.evidence.facts.num_eligible == 3
 
 
 def test_safety_mode_d0_closed_form():
@@ -204,14 +204,16 @@ def test_constant_model_certifies_every_d():
         alpha=alpha,
         threat=threats.anywhere(d_max=3),
     )
-    assert res.prediction == 1 and res.params["d_certified"] == 3
+    assert res.prediction == 1 and res.details.d_certified == 3
     assert res.counts_estimation == (0, n, 0)
     # Every vote for the class: p_lower = alpha^(1/n) minus the token sampler's TV bound
     # (6 eligible positions, V - 1 = 999 not a power of two, beta on the 2**-62 grid).
     tv = 6 * (999 * 2.0**-63)
-    assert res.params["sampling_tv_bound"] == pytest.approx(tv, rel=1e-12)
-    assert res.params["p_lower_cp"] == pytest.approx(alpha ** (1 / n), rel=1e-12)
-    assert res.p_lower == res.params["p_lower_cp"] - res.params["sampling_tv_bound"]
+    assert res.evidence.facts.sampling_tv_bound == pytest.approx(tv, rel=1e-12)
+    assert res.details.p_lower_cp == pytest.approx(
+        (alpha * (1 - CLOSED_FORM_MARGIN)) ** (1 / n), rel=1e-12
+    )
+    assert res.p_lower == res.details.p_lower_cp - res.evidence.facts.sampling_tv_bound
     expected = hybrid_radius_curve(
         res.p_lower, d_max=3, sigma=sigma, beta=beta, vocab_size=vocab, tau=0.5
     )
@@ -238,7 +240,7 @@ def test_alphabet_size_reaches_the_certificate_and_the_curve(vocab, beta):
     kw = {"d_max": 5, "tau": 0.5, "majority": True, "beta": beta}
     expected_d = brute_force_radius(res.p_lower, vocab_size=vocab, **kw)
     assert expected_d != brute_force_radius(res.p_lower, vocab_size=vocab + 1, **kw)
-    assert res.params["d_certified"] == expected_d and res.params["vocab_size"] == vocab
+    assert res.details.d_certified == expected_d and res.params.vocab_size == vocab
     curve = _expected_curve(res, d_max=5, sigma=sigma, beta=beta, vocab=vocab)
     assert res.radius_curve == curve
     assert curve != _expected_curve(res, d_max=5, sigma=sigma, beta=beta, vocab=10 * vocab)
@@ -264,13 +266,13 @@ def test_p_lower_is_clopper_pearson_minus_the_tv_bound_safety_mode():
         threat=threats.anywhere(d_max=2),
     )
     tv = 10 * ((vocab - 1) * 2.0**-63)
-    assert res.params["sampling_tv_bound"] == pytest.approx(tv, rel=1e-12) and tv > 0
-    assert res.params["p_lower_cp"] == float(clopper_pearson_lower(n, n, alpha=alpha))
-    assert res.p_lower == max(0.0, res.params["p_lower_cp"] - res.params["sampling_tv_bound"])
-    assert res.p_lower < res.params["p_lower_cp"]
-    assert res.params["certified_not_flagged"] is False
+    assert res.evidence.facts.sampling_tv_bound == pytest.approx(tv, rel=1e-12) and tv > 0
+    assert res.details.p_lower_cp == float(clopper_pearson_lower(n, n, alpha=alpha))
+    assert res.p_lower == max(0.0, res.details.p_lower_cp - res.evidence.facts.sampling_tv_bound)
+    assert res.p_lower < res.details.p_lower_cp
+    assert res.details.certified_not_flagged is False
     # n0 is ignored in safety-filter mode: no selection sample is drawn.
-    assert res.n0 == 0 and res.counts_selection == () and res.params["n0_requested"] == 25
+    assert res.n0 == 0 and res.counts_selection == () and res.params.n0 == 25
     assert res.radius_curve == _expected_curve(
         res, d_max=2, sigma=sigma, beta=0.5, vocab=vocab, tau=tau
     )
@@ -412,7 +414,7 @@ def test_abstains_when_p_lower_below_half():
         threat=threats.last_d(2),
     )
     assert res.abstained and res.radius == 0.0 and res.radius_curve == (0.0, 0.0, 0.0)
-    assert res.params["d_certified"] == -1
+    assert res.details.d_certified is None
     assert math.isfinite(res.p_lower) and not np.isnan(res.p_lower)
 
 
@@ -451,21 +453,21 @@ def test_class_is_chosen_from_the_selection_samples_only():
         batch_size=64,
     )
     assert res.counts_selection == (100, 0) and res.counts_estimation == (0, 1000)
-    assert res.params["selected_class"] == 0
+    assert int(np.argmax(res.counts_selection)) == 0
     assert res.abstained and res.prediction is None and res.p_lower == 0.0
     assert res.radius == 0.0 and set(res.radius_curve) == {0.0}
-    assert res.params["d_certified"] == -1
+    assert res.details.d_certified is None
 
 
 def test_curve_is_cut_after_the_last_d_certified_at_r_zero(monkeypatch):
     """The staircase cut: nothing is certified past d_certified, whatever the curve says."""
-    import smoothcert.methods.hybrid as hybrid_module
+    import smoothcert.decisions.hybrid as hybrid_module
 
     kw = dict(sigma=0.25, beta=0.9, alphabet=1000, n0=10, n=2000, alpha=0.001)
     threat = threats.anywhere(d_max=3)
     full = certify(Constant().eval(), TOKENS, torch.zeros(4), threat=threat, **kw)
-    assert full.params["d_certified"] == 3 and all(r > 0 for r in full.radius_curve)
+    assert full.details.d_certified == 3 and all(r > 0 for r in full.radius_curve)
     monkeypatch.setattr(hybrid_module, "certified_tokens", lambda *a, **k: 1)
     cut = certify(Constant().eval(), TOKENS, torch.zeros(4), threat=threat, **kw)
-    assert cut.params["d_certified"] == 1
+    assert cut.details.d_certified == 1
     assert cut.radius_curve == (*full.radius_curve[:2], 0.0, 0.0)

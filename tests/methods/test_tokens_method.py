@@ -8,11 +8,16 @@ import pytest
 import torch
 
 from smoothcert.certificates import token_lower_bound
+from smoothcert.decisions.tokens import TokenFacts, TokenParams, bound_class, certified_tokens
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods import threats
-from smoothcert.methods.tokens import _Mode, bound_class, certified_tokens, certify, check_mode
-from smoothcert.records import CertifyResult
-from smoothcert.stats.binomial import clopper_pearson_lower, clopper_pearson_upper
+from smoothcert.methods.tokens import certify
+from smoothcert.records import CertifyResult, Evidence, StageEvidence
+from smoothcert.stats.binomial import (
+    CLOSED_FORM_MARGIN,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+)
 
 
 def brute_force_lower(p_lower, *, d, beta, vocab_size, kernel="uniform"):
@@ -182,15 +187,15 @@ def test_safety_filter_mode_fixed_target_and_tiny_tau():
     )
     assert res.n0 == 0 and res.counts_selection == ()
     assert len(model.seen) == 1 + 5  # the probe, then n / batch_size batches only
-    assert res.params["mode"] == "safety_filter" and res.params["target"] == 1
+    assert res.claim == "flagged" and res.params.target == 1
     assert res.p_lower <= 1 - beta
     expected = brute_force_radius(
         res.p_lower, d_max=4, tau=tau, majority=False, beta=beta, vocab_size=vocab
     )
     assert res.radius == expected >= 1
     # The real attack (editing position 1) keeps P(flag) = beta / (V - 1) = 0.25 >= tau.
-    assert res.params["flag_rate"] == pytest.approx(0.5, abs=0.03)
-    assert res.params["certified_not_flagged"] is False
+    assert res.details.flag_rate == pytest.approx(0.5, abs=0.03)
+    assert res.details.certified_not_flagged is False
 
 
 def test_safety_filter_not_flagged_input_abstains_but_can_be_certified_benign():
@@ -208,7 +213,7 @@ def test_safety_filter_not_flagged_input_abstains_but_can_be_certified_benign():
     )
     assert res.abstained and res.prediction is None and res.radius == 0.0
     assert res.p_lower == 0.0
-    assert res.params["certified_not_flagged"] is True
+    assert res.details.certified_not_flagged is True
 
 
 def test_constant_model_certifies_every_d_up_to_d_max():
@@ -224,7 +229,11 @@ def test_constant_model_certifies_every_d_up_to_d_max():
         threat=threats.anywhere(d_max=3),
     )
     assert res.prediction == 2 and res.counts_estimation == (0, 0, 2000)
-    assert res.radius == 3.0 and res.params["d_max"] == 3 and res.params["num_eligible"] == 10
+    assert (
+        res.radius == 3.0
+        and res.evidence.facts.d_max == 3
+        and res.evidence.facts.num_eligible == 10
+    )
     mask = certify(
         Constant().eval(),
         tokens,
@@ -257,8 +266,8 @@ def test_append_suffix_threat_feeds_the_suffix_to_the_model():
     assert sel.shape == (10, 7) and est.shape == (30, 7)
     assert bool((est[:, :3] == torch.tensor([5, 6, 7])).all())
     assert bool((est[:, 3:] != 9).any())
-    assert res.params["num_eligible"] == 4 and res.params["threat"] == "append_suffix"
-    assert res.params["length"] == 7
+    assert res.evidence.facts.num_eligible == 4 and res.params.threat == "append_suffix"
+    assert res.evidence.facts.length == 7
 
 
 def test_selection_and_estimation_are_independent_and_counts_sum():
@@ -290,8 +299,8 @@ def test_same_seed_same_result_and_json_round_trip():
     assert a.counts_estimation != c.counts_estimation
     assert CertifyResult.from_json(a.to_json()) == a
     assert a.radius_unit == "tokens" and a.seed == 11
-    assert a.params["beta"] == 0.4 and a.params["vocab_size"] == 6
-    assert a.params["kernel"] == "uniform" and a.params["tau"] == 0.5
+    assert a.params.beta == 0.4 and a.params.vocab_size == 6
+    assert a.params.kernel == "uniform" and a.params.tau == 0.5
 
 
 class Exploding(torch.nn.Module):
@@ -416,7 +425,7 @@ def test_class_is_chosen_from_the_selection_samples_only():
         batch_size=64,  # batches straddle the switch
     )
     assert res.counts_selection == (100, 0) and res.counts_estimation == (0, 1000)
-    assert res.params["selected_class"] == 0
+    assert int(np.argmax(res.counts_selection)) == 0
     assert res.abstained and res.prediction is None and res.radius == 0.0
     assert res.p_lower == 0.0
 
@@ -438,14 +447,14 @@ def test_p_lower_is_clopper_pearson_minus_the_tv_bound():
         alpha=alpha,
     )
     tv = length * ((vocab - 1) * 2.0**-63)  # beta = 0.9 lies on the 2**-62 grid
-    assert res.params["sampling_tv_bound"] == pytest.approx(tv, rel=1e-12) and tv > 0
-    p_cp = res.params["p_lower_cp"]
+    assert res.evidence.facts.sampling_tv_bound == pytest.approx(tv, rel=1e-12) and tv > 0
+    p_cp = res.details.p_lower_cp
     assert (
         p_cp
         == float(clopper_pearson_lower(n, n, alpha=alpha))
-        == pytest.approx(alpha ** (1 / n), rel=1e-12)
+        == pytest.approx((alpha * (1 - CLOSED_FORM_MARGIN)) ** (1 / n), rel=1e-12)
     )
-    assert res.p_lower == max(0.0, p_cp - res.params["sampling_tv_bound"])
+    assert res.p_lower == max(0.0, p_cp - res.evidence.facts.sampling_tv_bound)
     assert res.p_lower < p_cp
 
 
@@ -467,43 +476,61 @@ def test_certified_not_flagged_adds_the_tv_bound_to_the_upper_bound(offset):
         tau=tau,
         target=1,
     )
-    assert res.params["target_p_upper"] == p_upper
-    tv_rec = res.params["sampling_tv_bound"]
+    assert res.details.target_p_upper == p_upper
+    tv_rec = res.evidence.facts.sampling_tv_bound
     assert tv_rec == pytest.approx(tv, rel=1e-12)
-    assert res.params["certified_not_flagged"] is (p_upper + tv_rec < tau)
-    assert res.params["certified_not_flagged"] is (offset > 0)
+    assert res.details.certified_not_flagged is (p_upper + tv_rec < tau)
+    assert res.details.certified_not_flagged is (offset > 0)
     assert res.p_lower == 0.0 and res.abstained
 
 
-def test_bound_class_direction_with_a_large_tv_bound():
-    mode = check_mode(
-        tau=0.2, target=1, n0=0, n=1000, alpha=0.01, batch_size=10, seed=0, num_classes=None
+def _evidence(estimation, selection=None, *, tv=0.0):
+    stages = []
+    if selection is not None:
+        stages.append(StageEvidence("selection", n=sum(selection), alpha=0.0, counts=selection))
+    stages.append(StageEvidence("estimation", n=sum(estimation), alpha=0.0, counts=estimation))
+    facts = TokenFacts(
+        num_classes=len(estimation), length=4, num_eligible=4, d_max=4, sampling_tv_bound=tv
     )
-    counts = np.array([800, 200], dtype=np.int64)
-    empty = np.zeros(0, dtype=np.int64)
+    return Evidence(tuple(stages), facts, seed=0)
+
+
+def _params(**kw):
+    base = dict(beta=0.3, alphabet=5, n0=0, n=1000, alpha=0.01)
+    return TokenParams(**{**base, **kw})
+
+
+def test_bound_class_direction_with_a_large_tv_bound():
+    params = _params(tau=0.2, target=1)
+    counts = (800, 200)
     tv = 0.01
-    cls, p_lower, extra = bound_class(mode, empty, counts, tv_bound=tv)
+    cls, p_lower, _, details = bound_class(_evidence(counts, tv=tv), params, "tokens")
     p_cp = float(clopper_pearson_lower(200, 1000, alpha=0.01))
     p_up = float(clopper_pearson_upper(200, 1000, alpha=0.01))
-    assert cls == 1 and p_lower == p_cp - tv and extra["p_lower_cp"] == p_cp
+    assert cls == 1 and p_lower == p_cp - tv and details.p_lower_cp == p_cp
     for tau, expected in [(p_up + 0.5 * tv, False), (p_up + 1.5 * tv, True)]:
-        mode_tau = check_mode(
-            tau=tau, target=1, n0=0, n=1000, alpha=0.01, batch_size=10, seed=0, num_classes=None
-        )
-        assert bound_class(mode_tau, empty, counts, tv_bound=tv)[2]["certified_not_flagged"] is (
-            expected
-        )
+        params_tau = _params(tau=tau, target=1)
+        _, _, _, det = bound_class(_evidence(counts, tv=tv), params_tau, "tokens")
+        assert det.certified_not_flagged is expected
     # Floored at 0, never negative.
-    assert bound_class(mode, empty, np.array([1000, 0]), tv_bound=tv)[1] == 0.0
+    assert bound_class(_evidence((1000, 0), tv=tv), params, "tokens")[1] == 0.0
 
 
 def test_tv_bound_is_subtracted_in_majority_mode_with_selection_counts():
-    mode = check_mode(
-        tau=0.5, target=None, n0=10, n=100, alpha=0.05, batch_size=10, seed=0, num_classes=None
-    )
-    cls, p_lower, _ = bound_class(mode, np.array([2, 8]), np.array([5, 95]), tv_bound=0.125)
+    params = _params(n0=10, n=100, alpha=0.05)
+    cls, p_lower, _, _ = bound_class(_evidence((5, 95), (2, 8), tv=0.125), params, "tokens")
     assert cls == 1
     assert p_lower == float(clopper_pearson_lower(95, 100, alpha=0.05)) - 0.125
+
+
+def test_decision_rejects_evidence_of_another_configuration():
+    params = _params(n0=10, n=100, alpha=0.05)
+    with pytest.raises(InvalidParameterError, match="estimation stage drew n = 50"):
+        bound_class(_evidence((5, 45), (2, 8)), params, "tokens")
+    with pytest.raises(InvalidParameterError, match="no 'selection' stage"):
+        bound_class(_evidence((5, 95)), params, "tokens")
+    with pytest.raises(InvalidParameterError, match="'selection' stage, which method"):
+        bound_class(_evidence((5, 95), (2, 8)), _params(n=100, target=1, tau=0.1), "tokens")
 
 
 def _p_with_bound_exactly(target, *, d, **kw):
@@ -520,21 +547,21 @@ def _p_with_bound_exactly(target, *, d, **kw):
 
 
 def test_majority_rule_is_strict():
-    mode = _Mode(tau=0.5, target=None, n0=1, n=1, alpha=0.1, batch_size=1, seed=0, num_classes=None)
+    mode = TokenParams(beta=0.75, kernel="mask", mask_id=9, n0=1, n=1, alpha=0.1)
     assert mode.certified(0.5) is False
     assert mode.certified(float(np.nextafter(0.5, 1.0))) is True
-    kw = {"beta": 0.75, "vocab_size": None, "kernel": "mask"}
     # L(1) == 0.5 exactly (L(0) ~ 0.75): d = 0 is certified, d = 1 is not.
     p = _p_with_bound_exactly(0.5, d=1, beta=0.75, kernel="mask")
     assert float(token_lower_bound(p, d=0, beta=0.75, kernel="mask")) > 0.5
-    assert certified_tokens(p, mode, d_max=3, **kw) == 0
+    assert certified_tokens(p, mode, d_max=3) == 0
     # L(0) == 0.5 exactly: nothing is certified (abstain).
     p0 = _p_with_bound_exactly(0.5, d=0, beta=0.3, vocab_size=5)
-    assert certified_tokens(p0, mode, d_max=3, beta=0.3, vocab_size=5, kernel="uniform") == -1
+    uniform = TokenParams(beta=0.3, alphabet=5, n0=1, n=1, alpha=0.1)
+    assert certified_tokens(p0, uniform, d_max=3) is None
     # Safety-filter mode keeps ">= tau" (tau = 1/2 here): the same bound is certified.
-    safety = _Mode(tau=0.5, target=1, n0=0, n=1, alpha=0.1, batch_size=1, seed=0, num_classes=None)
+    safety = TokenParams(beta=0.75, kernel="mask", mask_id=9, n0=0, n=1, alpha=0.1, target=1)
     assert safety.certified(0.5) is True
-    assert certified_tokens(p, safety, d_max=3, **kw) >= 1
+    assert certified_tokens(p, safety, d_max=3) >= 1
 
 
 @pytest.mark.parametrize("vocab, beta", [(3, 0.3), (4, 0.4)])
@@ -551,7 +578,7 @@ def test_alphabet_size_reaches_the_certificate(vocab, beta):
         alpha=alpha,
         threat=threats.anywhere(d_max=5),
     )
-    assert res.counts_estimation == (0, n) and res.params["vocab_size"] == vocab
+    assert res.counts_estimation == (0, n) and res.params.vocab_size == vocab
     kw = {"d_max": 5, "tau": 0.5, "majority": True, "beta": beta}
     expected = brute_force_radius(res.p_lower, vocab_size=vocab, **kw)
     assert expected != brute_force_radius(res.p_lower, vocab_size=vocab + 1, **kw)
@@ -573,7 +600,7 @@ def test_safety_filter_ignores_n0_and_draws_no_selection_samples():
         batch_size=100,
     )
     assert res.n0 == 0 and res.counts_selection == ()
-    assert res.params["n0_requested"] == 50
+    assert res.params.n0 == 50
     assert len(model.seen) == 1 + 3  # the probe, then the n estimation samples only
     assert sum(res.counts_estimation) == 300
 

@@ -35,7 +35,7 @@ def weights_copy(tmp_path: Path) -> Path:
 
 
 def test_listing() -> None:
-    assert list_models() == ["digits_cnn"]
+    assert list_models() == ["digits_cnn", "listing_filter"]
     assert available_sigmas("digits_cnn") == SIGMAS
     assert available_sigmas() == SIGMAS
 
@@ -43,8 +43,9 @@ def test_listing() -> None:
 def test_shipped_files_match_manifest_and_are_small() -> None:
     manifest = read_manifest()
     assert manifest["format"] == 1
-    assert sorted(manifest["files"]) == [f"digits_cnn_sigma{s!r}.pt" for s in SIGMAS]
-    for filename, entry in manifest["files"].items():
+    digits = {fn: e for fn, e in manifest["files"].items() if e["model"] == "digits_cnn"}
+    assert sorted(digits) == [f"digits_cnn_sigma{s!r}.pt" for s in SIGMAS]
+    for filename, entry in digits.items():
         path = default_weights_dir() / filename
         blob = path.read_bytes()
         assert hashlib.sha256(blob).hexdigest() == entry["sha256"]

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from result_records import cohen_record, write_result_file
 from smoothcert.errors import InvalidParameterError, ResultStoreError
 from smoothcert.reports import (
     TSV_COLUMNS,
@@ -13,19 +14,26 @@ from smoothcert.reports import (
     average_certified_radius,
     certified_accuracy,
     certified_accuracy_curve,
+    claim_heading,
     default_labels,
     default_radii,
+    default_title,
+    dr_grid,
+    dr_table,
     export_tsv,
+    group_by_claim,
     latex_table,
     load_many,
     load_results,
     markdown_table,
     parse_radii,
     plot_certified_accuracy,
+    plot_dr_heatmap,
     summarize,
     tsv_text,
 )
-from smoothcert.runner.store import make_header
+from smoothcert.reports.results import ResultFile
+from smoothcert.results import make_header
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -43,26 +51,12 @@ EXPECTED_ACR = (0.5 + 0.2 + 1.0) / 5
 
 
 def rec(index: int, label: int, prediction: int | None, radius: float, seconds: float) -> dict:
-    abstained = prediction is None
-    return {
-        "type": "record",
-        "index": index,
-        "label": label,
-        "correct": (not abstained) and prediction == label,
-        "method": "cohen",
-        "prediction": prediction,
-        "abstained": abstained,
-        "radius": radius,
-        "p_lower": 0.9,
-        "seconds": seconds,
-    }
+    # a real record: its evidence certifies exactly this prediction and radius
+    return cohen_record(index, label, prediction, radius, seconds)
 
 
 def write_file(path: Path, rows=ROWS, *, tail: bytes = b"") -> Path:
-    lines = [json.dumps(make_header({"sigma": 0.25}, "h" * 64))]
-    lines += [json.dumps(rec(*row)) for row in rows]
-    path.write_bytes(("\n".join(lines) + "\n").encode() + tail)
-    return path
+    return write_result_file(path, [rec(*row) for row in rows], tail=tail)
 
 
 @pytest.fixture
@@ -185,10 +179,33 @@ def test_load_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     lines = [json.dumps(make_header({}, "h")), json.dumps({"type": "record", "index": 0})]
     bad.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ResultStoreError, match="lacks the fields"):
+    # records in files are validated on load (one line naming file, line and field)
+    with pytest.raises(ResultStoreError, match=r"bad.jsonl: line 2: field label = None"):
         load_results(bad)
     with pytest.raises(ResultStoreError, match="labels"):
         load_many([bad], labels=["a", "b"])
+    # a ResultFile built in memory still names the fields a record lacks
+    with pytest.raises(ResultStoreError, match="lacks the fields"):
+        ResultFile(bad, {}, [{"type": "record", "index": 0}])
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"correct": "false"}, "field correct = 'false' is invalid"),
+        ({"label": 2}, "field correct = True contradicts label = 2"),
+        ({"radius": 1e9}, "field radius = 1000000000.0 is not what its evidence certifies"),
+        ({"prediction": 2}, "field prediction = 2 is not what its evidence certifies"),
+    ],
+)
+def test_untrusted_record_fields_are_refused(tmp_path: Path, change: dict, needle: str) -> None:
+    record = {**rec(10, 1, 1, 0.5, 1.5), **change}
+    path = write_result_file(tmp_path / "altered.jsonl", [rec(*ROWS[1]), record])
+    with pytest.raises(ResultStoreError) as info:
+        load_results(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: line 3: ") and needle in message
+    assert "\n" not in message
 
 
 def test_labels_and_radii_parsing() -> None:
@@ -199,3 +216,54 @@ def test_labels_and_radii_parsing() -> None:
         with pytest.raises(InvalidParameterError, match="valid") as info:
             parse_radii(bad)
         assert needle in str(info.value)
+
+
+def memory_file(name: str, records: list[dict], **fields) -> ResultFile:
+    return ResultFile(Path(f"{name}.jsonl"), {}, [{**r, **fields} for r in records])
+
+
+def test_tables_never_mix_claims_or_radius_units(result_path: Path) -> None:
+    majority = load_results(result_path)
+    minimal = [{"index": 0, "label": 1, "correct": True, "abstained": False, "radius": 0.5}]
+    flagged = memory_file("filter", minimal, claim="flagged")
+    tokens = memory_file("tokens", minimal, radius_unit="tokens")
+    assert group_by_claim([majority, flagged, tokens]) == [[majority], [flagged], [tokens]]
+    assert group_by_claim([majority, majority]) == [[majority, majority]]
+    for other in (flagged, tokens):
+        with pytest.raises(InvalidParameterError, match="different claims or .* radius units"):
+            markdown_table([majority, other], [0.0])
+    assert markdown_table([tokens], [0.0]).startswith("| d (tokens) | tokens |")
+    assert "stay flagged" in claim_heading("flagged")
+    with pytest.raises(ResultStoreError, match="records mix claim values"):
+        ResultFile(Path("mixed.jsonl"), {}, [*minimal, {**minimal[0], "claim": "flagged"}])
+
+
+def test_hybrid_files_get_a_dr_grid_table_and_heatmap(tmp_path: Path) -> None:
+    records = [
+        {"index": 0, "label": 1, "correct": True, "abstained": False, "radius": 0.5,
+         "radius_curve": [0.5, 0.2]},
+        {"index": 1, "label": 1, "correct": True, "abstained": False, "radius": 0.3,
+         "radius_curve": [0.3, 0.3, 0.1]},
+        {"index": 2, "label": 0, "correct": False, "abstained": False, "radius": 0.9,
+         "radius_curve": [0.9, 0.9, 0.9]},  # wrong: never counts
+        {"index": 3, "label": 0, "correct": False, "abstained": True, "radius": 0.0,
+         "radius_curve": [0.0, 0.0, 0.0]},
+    ]  # fmt: skip
+    hybrid = memory_file("hybrid", records)
+    grid = dr_grid(hybrid, [0, 1, 2, 3], [0.0, 0.25, 0.4])
+    np.testing.assert_allclose(
+        grid, [[0.5, 0.5, 0.25], [0.5, 0.25, 0.0], [0.25, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    )
+    lines = dr_table(hybrid, [0, 2], [0.0, 0.4]).splitlines()
+    assert lines == ["| d \\ r | 0 | 0.4 |", "|---:|---:|---:|", "| 0 | 50.0% | 25.0% |",
+                     "| 2 | 25.0% | 0.0% |"]  # fmt: skip
+    out = plot_dr_heatmap(hybrid, tmp_path / "dr.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(InvalidParameterError, match="valid"):
+        dr_grid(hybrid, [-1], [0.0])
+
+
+def test_default_title_names_method_parameters_and_size(result_path: Path) -> None:
+    assert default_title([load_results(result_path)]) == (
+        "cohen, sigma=0.25, n=1000, alpha=0.001, 5 examples"
+    )

@@ -57,10 +57,7 @@ def toy_config() -> RunConfig:
         model="toy_linear",
         dataset="toy",
         split="test",
-        sigma=0.25,
-        n0=10,
-        n=100,
-        alpha=0.01,
+        params={"sigma": 0.25, "n0": 10, "n": 100, "alpha": 0.01},
         batch_size=32,
         seed=0,
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from smoothcert.runner import read_results
+from smoothcert.results import read_results
 
 
 def _bundled_model_available() -> bool:
@@ -51,13 +51,21 @@ def command(output: Path) -> list[str]:
 
 
 def complete_records(path: Path) -> int:
+    """Complete record lines (the header and the run's selection line are not records)."""
     if not path.exists():
         return 0
-    return max(path.read_bytes().count(b"\n") - 1, 0)
+    complete = path.read_bytes().split(b"\n")[:-1]
+    return sum(line.startswith(b'{"type": "record"') for line in complete)
 
 
 def without_time(path: Path) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_results(path).records]
+    """Records without wall-clock times (the record's and its evidence's seconds)."""
+    out = []
+    for r in read_results(path).records:
+        rec = {k: v for k, v in r.items() if k != "seconds"}
+        rec["evidence"] = {k: v for k, v in r["evidence"].items() if k != "seconds"}
+        out.append(rec)
+    return out
 
 
 def run_to_end(output: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -113,7 +121,15 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(
     assert (
         read_results(killed).header["config_hash"] == read_results(reference).header["config_hash"]
     )
-    assert without_time(killed) == without_time(reference)
+    for got, want in zip(without_time(killed), without_time(reference), strict=True):
+        diff = {
+            k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)
+        }
+        assert not diff, diff
+    # one selection line per run that appended records (the killed run, its resume)
+    selection = {"num_examples": NUM_EXAMPLES, "skip": 3, "start": 0}
+    assert read_results(killed).selections == (selection,)
+    assert read_results(reference).selections == (selection,)
 
     # a crash in the middle of writing a line: cut the last record in half, re-run
     data = reference.read_bytes()

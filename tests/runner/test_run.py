@@ -10,19 +10,28 @@ import torch
 
 from smoothcert.errors import InvalidParameterError, ResultStoreError
 from smoothcert.records import CertifyResult
-from smoothcert.runner import RunConfig, read_results
+from smoothcert.results import read_results, validate_record
+from smoothcert.runner import RunConfig
 from smoothcert.runner.config import example_seed
 from smoothcert.runner.run import (
     RunProgress,
     certify_example,
-    check_device,
     model_fingerprint,
     run_certification,
 )
+from smoothcert.sampling.device import check_device
+
+TOY_PARAMS = {"sigma": 0.25, "n0": 10, "n": 100, "alpha": 0.01}
 
 
 def without_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    """Records without wall-clock times (the record's and its evidence's seconds)."""
+    out = []
+    for r in records:
+        rec = {k: v for k, v in r.items() if k != "seconds"}
+        rec["evidence"] = {k: v for k, v in r["evidence"].items() if k != "seconds"}
+        out.append(rec)
+    return out
 
 
 def by_index(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -44,15 +53,26 @@ def test_run_writes_one_record_per_example(tmp_path, toy_model, toy_dataset, toy
     assert header["config_hash"] == toy_config.config_hash()
     assert header["device"] == "cpu"
     assert header["model_fingerprint"] == model_fingerprint(toy_model)
+    # batch_size is a run setting (it changes the noise stream), stored in the hashed
+    # header config; a record's params are the method's typed parameters only.
+    assert header["config"]["batch_size"] == 32 and header["config"]["params"] == TOY_PARAMS
+    assert contents.selections == (toy_config.selection(),)
     assert [r["index"] for r in records] == toy_dataset.indices.tolist()
-    for rec, label in zip(records, toy_dataset.labels, strict=True):
+    for number, (rec, label) in enumerate(zip(records, toy_dataset.labels, strict=True)):
         assert rec["type"] == "record" and rec["label"] == int(label)
         assert rec["seed"] == example_seed(0, rec["index"])
         assert rec["correct"] == (not rec["abstained"] and rec["prediction"] == rec["label"])
-        assert sum(rec["counts_selection"]) == 10 and sum(rec["counts_estimation"]) == 100
-        assert rec["params"]["sigma"] == 0.25 and rec["params"]["batch_size"] == 32
+        assert rec["method"] == "cohen" and rec["claim"] == "majority"
+        assert rec["params"] == {"kind": "gaussian", **TOY_PARAMS}
+        assert rec["params"]["sigma"] == 0.25
         fields = {k: v for k, v in rec.items() if k not in ("type", "index", "label", "correct")}
-        CertifyResult.from_dict(fields)  # the record embeds a valid CertifyResult
+        result = CertifyResult.from_dict(fields)  # the record embeds a valid CertifyResult
+        assert sum(result.counts_selection) == 10 and sum(result.counts_estimation) == 100
+        assert (result.n0, result.n) == (10, 100)
+        assert [s.role for s in result.evidence.stages] == ["selection", "estimation"]
+        assert result.evidence.seed == rec["seed"]
+        # re-decided from its own evidence, the record is what the run wrote
+        assert validate_record(rec, where=f"line {number + 3}") == rec
     assert any(r["correct"] for r in records) and not all(r["correct"] for r in records)
     assert [e.done for e in events] == list(range(9))
     assert events[0].record is None and all(e.total == 8 for e in events)
@@ -96,6 +116,38 @@ def test_extending_num_examples_appends(tmp_path, toy_model, toy_dataset, toy_co
         toy_config, tmp_path / "full.jsonl", model=toy_model, dataset=toy_dataset
     )
     assert without_time(read_results(path).records) == without_time(read_results(full).records)
+    # the file names both selections that were run into it
+    assert read_results(path).selections == (first.selection(), toy_config.selection())
+
+
+def test_another_selection_is_recorded_in_the_file(
+    tmp_path, toy_model, toy_dataset, toy_config
+) -> None:
+    path = tmp_path / "run.jsonl"
+    first = dataclasses.replace(toy_config, num_examples=2)
+    later = dataclasses.replace(toy_config, num_examples=2, start=4)
+    run_certification(first, path, model=toy_model, dataset=toy_dataset)
+    run_certification(later, path, model=toy_model, dataset=toy_dataset)
+    run_certification(later, path, model=toy_model, dataset=toy_dataset)  # nothing to do
+    contents = read_results(path)
+    assert contents.selections == (first.selection(), later.selection())
+    assert [r["index"] for r in contents.records] == [100, 103, 112, 115]
+
+
+def test_shared_forward_batches_give_the_same_records(
+    tmp_path, toy_model, toy_dataset, toy_config
+) -> None:
+    single = run_certification(
+        toy_config, tmp_path / "single.jsonl", model=toy_model, dataset=toy_dataset
+    )
+    shared = run_certification(
+        toy_config,
+        tmp_path / "shared.jsonl",
+        model=toy_model,
+        dataset=toy_dataset,
+        examples_per_batch=3,
+    )
+    assert without_time(read_results(shared).records) == without_time(read_results(single).records)
 
 
 def test_resume_after_truncating_the_last_line(
@@ -105,9 +157,11 @@ def test_resume_after_truncating_the_last_line(
         toy_config, tmp_path / "ref.jsonl", model=toy_model, dataset=toy_dataset
     )
     data = reference.read_bytes()
-    # keep 5 records and half of the 6th (a crash mid-write)
+    # keep 5 records and half of the 6th (a crash mid-write); lines: header, the
+    # run's selection, then the records
     offsets = [i for i, b in enumerate(data) if b == ord("\n")]
-    cut = offsets[5] + (offsets[6] - offsets[5]) // 2
+    assert b'"type": "selection"' in data[offsets[0] : offsets[1]]
+    cut = offsets[6] + (offsets[7] - offsets[6]) // 2
     crashed = tmp_path / "crashed.jsonl"
     crashed.write_bytes(data[:cut])
     events: list[RunProgress] = []
@@ -126,12 +180,12 @@ def test_other_config_is_refused_before_any_work(
     path = tmp_path / "run.jsonl"
     run_certification(toy_config, path, model=toy_model, dataset=toy_dataset)
     before = path.read_bytes()
-    other = dataclasses.replace(toy_config, n=200)
+    other = dataclasses.replace(toy_config, params={**TOY_PARAMS, "n": 200})
     with pytest.raises(ResultStoreError) as info:
         run_certification(other, path, model=toy_model, dataset=toy_dataset)
     message = str(info.value)
     assert toy_config.config_hash() in message and other.config_hash() in message
-    assert "n: 100 in the file, 200 now" in message and str(path) in message
+    assert "params.n: 100 in the file, 200 now" in message and str(path) in message
     assert path.read_bytes() == before
 
 
@@ -151,11 +205,16 @@ def test_other_weights_are_refused(tmp_path, toy_model, toy_dataset, toy_config)
 
 def test_certify_example_is_pure(toy_model, toy_dataset, toy_config) -> None:
     image, label, index = toy_dataset.images[2], int(toy_dataset.labels[2]), 106
-    a = certify_example(toy_config, toy_model, image, label=label, index=index)
-    b = certify_example(toy_config, toy_model, torch.as_tensor(image), label=label, index=index)
-    c = certify_example(toy_config, toy_model, image, label=label, index=index + 1)
+    x = torch.from_numpy(image)
+    a = certify_example(toy_config, toy_model, (x,), label=label, index=index)
+    b = certify_example(toy_config, toy_model, (x.clone(),), label=label, index=index)
+    c = certify_example(toy_config, toy_model, (x,), label=label, index=index + 1)
     assert without_time([a]) == without_time([b])
     assert a["seed"] != c["seed"]
+    assert a["seed"] == example_seed(toy_config.seed, index) and a["index"] == index
+    # inputs are a tuple of tensors now; anything else names the example
+    with pytest.raises(InvalidParameterError, match="example index 106: .*ndarray.*torch.Tensor"):
+        certify_example(toy_config, toy_model, (image,), label=label, index=index)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +284,10 @@ def test_bundled_names_are_checked_before_loading(tmp_path, monkeypatch) -> None
         (RunConfig(model="no_such_model"), "model = 'no_such_model'"),
         (RunConfig(dataset="no_such_data"), "dataset = 'no_such_data'"),
         (RunConfig(split="validation"), "split = 'validation'"),
-        (RunConfig(sigma=0.3), "sigma = 0.3"),
+        (
+            RunConfig(params={"sigma": 0.3, "n0": 100, "n": 10_000, "alpha": 0.001}),
+            "sigma = 0.3",
+        ),
     ]
     for config, needle in cases:
         with pytest.raises(InvalidParameterError, match="valid values") as info:
@@ -262,3 +324,31 @@ def test_example_seeds_do_not_collide_for_large_indices() -> None:
     assert example_seed(5, 2**32 * 3 + 7) != example_seed(2**32 * 7 + 5, 3)
     seeds = {example_seed(s, i) for s in (0, 1, 2**32) for i in (0, 1, 2**32, 2**40)}
     assert len(seeds) == 12
+
+
+def test_nan_input_names_the_example_index(tmp_path, toy_model, toy_dataset, toy_config) -> None:
+    images = toy_dataset.images.copy()
+    images[3, 0, 1, 2] = np.nan
+    broken = dataclasses.replace(toy_dataset, images=images)
+    path = tmp_path / "run.jsonl"
+    with pytest.raises(InvalidParameterError) as info:
+        run_certification(toy_config, path, model=toy_model, dataset=broken)
+    assert str(info.value).startswith("example index 109: x contains NaN or Inf values; valid")
+    # the examples before it are stored; a re-run resumes there
+    assert [r["index"] for r in read_results(path).records] == [100, 103, 106]
+
+
+def test_unusable_output_path_is_refused_before_loading(
+    tmp_path, toy_model, toy_dataset, toy_config, monkeypatch
+) -> None:
+    import smoothcert.runner.run as run_module
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing may be loaded for an unusable output path")
+
+    monkeypatch.setattr(run_module.RunJob, "load_dataset", forbidden)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(InvalidParameterError, match="output = .*cannot be created") as info:
+        run_certification(toy_config, blocker / "run.jsonl", model=toy_model, dataset=toy_dataset)
+    assert str(blocker) in str(info.value)

@@ -508,3 +508,70 @@ def discrete_lower(levels: Levels, p: FloatArray) -> tuple[FloatArray, FloatArra
     lower = np.where(zero, 0.0, lower)
     upper_c = np.where(zero, 1.0, upper_c)
     return lower, upper_c
+
+
+# Grid of Chernoff exponents for :func:`log_bound_upper` (any values in [0, 1] are valid;
+# a finer grid only tightens the bound).
+_CHERNOFF_S = np.linspace(0.0, 1.0, 65)
+
+
+def _log_mgf(group: Group, s: FloatArray) -> FloatArray:
+    """``log E_clean[ratio^s]`` for ONE attacked position of ``group``, ``s`` in [0, 1].
+
+    Uniform: ``(1 - beta) rho^s + a rho^-s + (beta - a)``; mask: ``beta`` for ``s > 0``
+    (the unmasked clean token has ratio 0) and 1 at ``s = 0``.
+    """
+    if group.kernel == "mask":
+        out: FloatArray = np.where(s > 0.0, math.log(group.beta), 0.0)
+        return out
+    log_plus, log_minus, log_zero, log_rho = _uniform_params(group.beta, group.vocab_size)
+    out = np.logaddexp(log_plus + s * log_rho, log_minus - s * log_rho)
+    if log_zero > _NEG_INF:
+        out = np.logaddexp(out, log_zero)
+    return out
+
+
+def log_bound_upper(groups: Sequence[Group], d: int, log_eps: float) -> float:
+    """Rigorous upper bound on ``log L(d)`` for every ``p_lower <= 1 - exp(log_eps)``.
+
+    Used to skip the ``O(d^2)`` level recursion where the Neyman-Pearson bound ``L(d)``
+    is negligible (large ``d``). Chernoff argument, with ``P`` clean and ``Q``
+    adversarial, ``R = dQ/dP`` the likelihood ratio of the attack (``Q``'s part singular
+    to ``P``, the ratio-infinity atom, lies outside every set below) and
+    ``M(s) = E_P[R^s]``, a product over attacked positions (``M(s) <= 1`` on [0, 1] by
+    Jensen). For ``A = {R < t}``, ``t = e^tau``:
+
+    * ``P(A^c) = P(R >= t) <= t^-s M(s)`` for ``s > 0`` (Markov on ``R^s``): choosing
+      ``tau = (log M(s) - log eps) / s`` makes ``P(A) >= 1 - eps >= p_lower``;
+    * ``Q(A) = E_P[R; R < t] <= t^(1 - s') M(s')`` for ``s'`` in [0, 1].
+
+    The worst-case set of clean mass ``p_lower`` fits inside ``A``, so ``L(d) <= Q(A)``;
+    the bound is minimised over a grid of ``s, s'``. With several groups it uses one
+    group at a time with all the edits it can take (``min(d, cap)``): that is part of a
+    valid allocation, and edits elsewhere only lower ``M(s)`` on [0, 1], hence the bound,
+    so the minimum over allocations is also below it.
+
+    Args:
+        groups: the token groups of the attack.
+        d: the edit budget, ``>= 0``.
+        log_eps: ``log(1 - p_lower)`` rounded down (``p_lower < 1``).
+
+    Returns:
+        A float ``>= log L(d)`` (``0.0`` when nothing useful can be said).
+    """
+    s = _CHERNOFF_S
+    best = 0.0
+    for g in groups:
+        e = d if g.cap is None else min(d, g.cap)
+        if e == 0:
+            continue
+        lam = e * _log_mgf(g, s)  # log M(s) of e positions, non-positive
+        pos = s > 0.0
+        tau = (lam[pos] - log_eps) / s[pos]  # one threshold per s > 0
+        # log Q(A) <= (1 - s') tau + lam(s'), minimised over s' for each tau.
+        cand = (1.0 - s)[None, :] * tau[:, None] + lam[None, :]
+        val = float(np.min(cand))
+        # Rounding of the sums: a relative 1e-9 plus an absolute 1e-9 is far above it.
+        val += 1e-9 * (abs(val) + float(np.max(np.abs(lam))) + abs(log_eps)) + 1e-9
+        best = min(best, val)
+    return best

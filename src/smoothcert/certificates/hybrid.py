@@ -50,6 +50,7 @@ from smoothcert.certificates.tokens import (
     TokenField,
     as_output,
     check_allocations,
+    negligible_entries,
     resolve_groups,
 )
 from smoothcert.errors import InvalidParameterError
@@ -87,6 +88,9 @@ def hybrid_lower_bound(
     adversarial mass of the clean support at every ``r`` (1 for ``uniform``, ``beta^d``
     for ``mask``, minus the safety margin). Values near 1 are computed as ``1 - x`` with
     the subtraction rounded down, so they never exceed the exact bound by rounding.
+    Where the discrete bound ``L(d, 0)`` is provably below ``1e-300`` (a Chernoff bound,
+    see :func:`~smoothcert.certificates.tokens.negligible_entries`; large ``d``) the
+    result is exactly 0 without computing the ``O(d^2)`` token levels.
 
     Args:
         p_lower: lower confidence bound(s) on the probability of the certified outcome
@@ -133,8 +137,15 @@ def hybrid_lower_bound(
     # bound, which is larger: evaluate it at a positive mu (raised to the floor).
     mu = np.where((flat_r > 0.0) & (mu <= 0.0), np.finfo(np.float64).tiny, mu)
     out = np.ones(flat_p.shape[0])
-    for _, lev in attack_levels(groups, d):
-        out = np.minimum(out, hybrid_point(lev, flat_p, mu)[0])
+    # L(d, r) <= L(d, 0): where the discrete bound is provably negligible (large d), 0
+    # without computing the O(d^2) levels (see tokens.negligible_entries).
+    rest = ~negligible_entries(groups, d, flat_p)
+    out[~rest] = 0.0
+    if np.any(rest):
+        sub = out[rest]
+        for _, lev in attack_levels(groups, d):
+            sub = np.minimum(sub, hybrid_point(lev, flat_p[rest], mu[rest])[0])
+        out[rest] = sub
     return as_output(out.reshape(shape))
 
 

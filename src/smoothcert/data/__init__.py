@@ -1,19 +1,39 @@
 """Bundled datasets with a stable index per example (numpy only; never imports torch).
 
+``"digits"`` is an image dataset (:class:`ImageDataset`); ``"listings"`` is a text+image
+task (:class:`TextImageDataset`, listing moderation). :func:`dataset_kind` says which.
+
 Example:
-    >>> from smoothcert.data import list_datasets, load_dataset
+    >>> from smoothcert.data import dataset_kind, list_datasets, load_dataset
     >>> list_datasets()
-    ['digits']
+    ['digits', 'listings']
     >>> load_dataset("digits", "test")
     ImageDataset(name='digits', split='test', n=360, input_shape=(1, 8, 8), num_classes=10)
+    >>> [dataset_kind(name) for name in list_datasets()]
+    ['image', 'text_image']
 """
 
 from smoothcert.data.datasets import (
+    DATASET_KINDS,
     ImageDataset,
+    dataset_kind,
     dataset_splits,
     describe_dataset,
     list_datasets,
     load_dataset,
 )
+from smoothcert.data.listings import TextImageDataset, load_listings
+from smoothcert.data.wordpiece import WordPieceTokenizer
 
-__all__ = ["ImageDataset", "dataset_splits", "describe_dataset", "list_datasets", "load_dataset"]
+__all__ = [
+    "DATASET_KINDS",
+    "ImageDataset",
+    "TextImageDataset",
+    "WordPieceTokenizer",
+    "dataset_kind",
+    "dataset_splits",
+    "describe_dataset",
+    "list_datasets",
+    "load_dataset",
+    "load_listings",
+]

@@ -1,4 +1,4 @@
-"""Bundled image datasets with a stable index per example (numpy only, no torch).
+"""Bundled datasets with a stable index per example (numpy only, no torch).
 
 Datasets are looked up by name in a small registry. Every example carries a stable
 index (its row in the original source), so results from different runs, splits or
@@ -16,6 +16,16 @@ Built-in datasets:
   random_state=0)``, giving 1,437 training and 360 test examples with the class
   proportions of the full set. Within a split, examples are sorted by their index
   (the row in ``load_digits``).
+* ``"listings"``: listing moderation, (description tokens, product image) pairs
+  labelled match (0) / mismatch (1); Fashion-MNIST images and WordNet words tokenized
+  with the all-MiniLM-L6-v2 WordPiece vocabulary, read from a sha256-checked asset
+  inside the package. Splits ``"train"``, ``"calibration"``, ``"test"``. See
+  :mod:`smoothcert.data.listings`.
+
+Every dataset has a kind (:func:`dataset_kind`): ``"image"`` datasets are
+:class:`ImageDataset` (images only, for Gaussian certificates), ``"text_image"``
+datasets are :class:`~smoothcert.data.listings.TextImageDataset` (tokens and images,
+for token and hybrid certificates).
 
 Example:
     >>> from smoothcert.data import load_dataset
@@ -37,15 +47,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 from smoothcert._validation import check_int
+from smoothcert.data.listings import LISTINGS_SPLITS, TextImageDataset, load_listings
 from smoothcert.errors import InvalidParameterError
 
 __all__ = [
+    "DATASET_KINDS",
     "ImageDataset",
+    "dataset_kind",
     "dataset_splits",
     "describe_dataset",
     "list_datasets",
     "load_dataset",
 ]
+
+DATASET_KINDS = ("image", "text_image")
+"""Kinds of registered datasets: what one example holds."""
 
 
 def _readonly(array: NDArray[Any]) -> NDArray[Any]:
@@ -172,27 +188,36 @@ class ImageDataset:
         )
 
 
+AnyDataset = ImageDataset | TextImageDataset
+"""What :func:`load_dataset` returns: an image dataset or a text+image dataset."""
+
+_Loader = Callable[[str], Any]
+
+
 @dataclass(frozen=True)
 class _DatasetSpec:
-    """Registry entry: how to build each split of a dataset."""
+    """Registry entry: how to build each split of a dataset, and what it holds."""
 
     name: str
     splits: tuple[str, ...]
     description: str
-    loader: Callable[[str], ImageDataset]
+    loader: _Loader
+    kind: str = "image"
 
 
 _REGISTRY: dict[str, _DatasetSpec] = {}
 
 
 def _register(
-    name: str, *, splits: tuple[str, ...], description: str
-) -> Callable[[Callable[[str], ImageDataset]], Callable[[str], ImageDataset]]:
-    """Register ``loader(split) -> ImageDataset`` under ``name`` (cached per split)."""
+    name: str, *, splits: tuple[str, ...], description: str, kind: str = "image"
+) -> Callable[[_Loader], _Loader]:
+    """Register ``loader(split) -> dataset`` under ``name`` (cached per split)."""
+    if kind not in DATASET_KINDS:
+        raise InvalidParameterError(f"kind = {kind!r} is invalid; valid: {DATASET_KINDS}")
 
-    def decorate(loader: Callable[[str], ImageDataset]) -> Callable[[str], ImageDataset]:
+    def decorate(loader: _Loader) -> _Loader:
         cached = functools.lru_cache(maxsize=None)(loader)
-        _REGISTRY[name] = _DatasetSpec(name, splits, description, cached)
+        _REGISTRY[name] = _DatasetSpec(name, splits, description, cached, kind)
         return loader
 
     return decorate
@@ -245,6 +270,23 @@ def _load_digits(split: str) -> ImageDataset:
     )
 
 
+# --------------------------------------------------------------------------- listings
+
+
+@_register(
+    "listings",
+    splits=LISTINGS_SPLITS,
+    kind="text_image",
+    description=(
+        "listing moderation: (description, product image) pairs, label 1 = mismatch; "
+        "Fashion-MNIST images 2x2-pooled to 14x14 in [0, 1], WordNet words as 30,522-token "
+        "WordPiece ids (length 24, [PAD]=0); 6,000 train / 1,200 calibration / 1,200 test"
+    ),
+)
+def _load_listings(split: str) -> TextImageDataset:
+    return load_listings(split)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -254,7 +296,7 @@ def list_datasets() -> list[str]:
     Example:
         >>> from smoothcert.data import list_datasets
         >>> list_datasets()
-        ['digits']
+        ['digits', 'listings']
     """
     return sorted(_REGISTRY)
 
@@ -274,6 +316,32 @@ def dataset_splits(name: str) -> tuple[str, ...]:
         ('train', 'test')
     """
     return _spec(name).splits
+
+
+def dataset_kind(name: str) -> str:
+    """Return what one example of a registered dataset holds.
+
+    ``"image"``: an image only (:class:`ImageDataset`; Gaussian certificates).
+    ``"text_image"``: a token sequence and an image
+    (:class:`~smoothcert.data.listings.TextImageDataset`; token and hybrid
+    certificates). A runner uses it to check that a dataset fits a method before
+    loading anything.
+
+    Args:
+        name: a name from :func:`list_datasets`.
+
+    Returns:
+        One of :data:`DATASET_KINDS`.
+
+    Raises:
+        InvalidParameterError: if ``name`` is not a registered dataset.
+
+    Example:
+        >>> from smoothcert.data import dataset_kind
+        >>> dataset_kind("digits"), dataset_kind("listings")
+        ('image', 'text_image')
+    """
+    return _spec(name).kind
 
 
 def describe_dataset(name: str) -> str:
@@ -296,7 +364,7 @@ def _spec(name: Any) -> _DatasetSpec:
     return _REGISTRY[name]
 
 
-def load_dataset(name: str = "digits", split: str = "test") -> ImageDataset:
+def load_dataset(name: str = "digits", split: str = "test") -> AnyDataset:
     """Load a bundled dataset split (from installed packages, never downloaded).
 
     Results are cached per (name, split) and the returned arrays are read-only.
@@ -304,16 +372,21 @@ def load_dataset(name: str = "digits", split: str = "test") -> ImageDataset:
     Args:
         name: dataset name; see :func:`list_datasets`. ``"digits"`` is scikit-learn's
             ``load_digits`` with pixels scaled to [0, 1] and a fixed stratified split
-            (``train_test_split(test_size=360, stratify=labels, random_state=0)``).
-        split: split name, ``"train"`` or ``"test"`` for ``"digits"``.
+            (``train_test_split(test_size=360, stratify=labels, random_state=0)``);
+            ``"listings"`` is the listing moderation task (text + image).
+        split: split name, ``"train"`` or ``"test"`` for ``"digits"``; ``"train"``,
+            ``"calibration"`` or ``"test"`` for ``"listings"``.
 
     Returns:
-        The :class:`ImageDataset`; examples are in increasing order of their stable
+        An :class:`ImageDataset` for ``"image"`` datasets, a
+        :class:`~smoothcert.data.listings.TextImageDataset` for ``"text_image"`` ones
+        (see :func:`dataset_kind`); examples are in increasing order of their stable
         ``indices``.
 
     Raises:
         InvalidParameterError: if ``name`` or ``split`` is unknown; the message names
             the bad value and the valid choices.
+        AssetError: if a bundled asset is missing or fails its sha256 check.
 
     Example:
         >>> from smoothcert.data import load_dataset
@@ -330,4 +403,5 @@ def load_dataset(name: str = "digits", split: str = "test") -> ImageDataset:
         raise InvalidParameterError(
             f"split = {split!r} is invalid for dataset {name!r}; valid choices: {list(spec.splits)}"
         )
-    return spec.loader(split)
+    dataset: AnyDataset = spec.loader(split)
+    return dataset

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -18,21 +20,110 @@ def model_device(model: Callable[..., Any], fallback: torch.device) -> torch.dev
     return fallback
 
 
+# How far check_eval_mode follows references from the callable (bound method -> object ->
+# attribute -> ...), and how many items of one container it looks at.
+_EVAL_SEARCH_DEPTH = 4
+_EVAL_SEARCH_ITEMS = 64
+_EVAL_SEARCH_NODES = 10_000
+
+
+def _referenced(obj: Any) -> list[tuple[str, Any]]:
+    """The objects a callable or plain object exposes, as ``(path suffix, object)`` pairs.
+
+    Bound methods (``__self__``, ``__func__``), ``functools.partial`` (``func``, ``args``,
+    ``keywords``), functions (closure cells, the globals their code names, ``__wrapped__``),
+    plain containers, and the instance attributes of any other object (``vars(obj)``).
+    """
+    out: list[tuple[str, Any]] = []
+    if isinstance(obj, types.MethodType):
+        out += [(".__self__", obj.__self__), (".__func__", obj.__func__)]
+    elif isinstance(obj, functools.partial):
+        out.append((".func", obj.func))
+        out += [(f".args[{i}]", a) for i, a in enumerate(obj.args)]
+        out += [(f".keywords[{k!r}]", v) for k, v in obj.keywords.items()]
+    elif isinstance(obj, types.FunctionType):
+        names = obj.__code__.co_freevars
+        for name, cell in zip(names, obj.__closure__ or (), strict=False):
+            try:
+                out.append((f".<closure {name!r}>", cell.cell_contents))
+            except ValueError:  # empty cell
+                continue
+        for name in obj.__code__.co_names:
+            if name in obj.__globals__:
+                out.append((f".<global {name!r}>", obj.__globals__[name]))
+        if hasattr(obj, "__wrapped__"):
+            out.append((".__wrapped__", obj.__wrapped__))
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        out += [(f"[{i}]", v) for i, v in enumerate(list(obj)[:_EVAL_SEARCH_ITEMS])]
+    elif isinstance(obj, dict):
+        out += [(f"[{k!r}]", v) for k, v in list(obj.items())[:_EVAL_SEARCH_ITEMS]]
+    elif not isinstance(obj, (type, types.ModuleType, types.BuiltinFunctionType)):
+        attrs = getattr(obj, "__dict__", None)
+        if isinstance(attrs, dict):
+            out += [(f".{k}", v) for k, v in list(attrs.items())[:_EVAL_SEARCH_ITEMS]]
+    return out
+
+
+def _training_submodule(module: torch.nn.Module) -> str | None:
+    """Name of the first submodule in training mode ('' for the module itself), or None."""
+    for name, sub in module.named_modules():
+        if sub.training:
+            return str(name)
+    return None
+
+
 def check_eval_mode(model: Callable[..., Any]) -> None:
-    """Reject a ``torch.nn.Module`` any of whose submodules is in training mode.
+    """Reject a model that reaches a ``torch.nn.Module`` with a submodule in training mode.
 
     Dropout would randomise votes and batch-norm in training mode makes each vote
     depend on the other samples of its batch: the votes would no longer be the
     independent draws the binomial bound assumes.
+
+    What is checked: ``model`` itself when it is a ``Module`` (every submodule), and
+    every ``Module`` reachable from a plain callable within a few steps (depth 4, the
+    first 64 items of each container): the object of a bound method
+    (``net.forward.__self__``), the ``func``, ``args`` and ``keywords`` of a
+    ``functools.partial``, the closure cells and the globals named by the code of a
+    function or lambda, ``__wrapped__``, the items of lists, tuples and dicts, and the
+    instance attributes (``vars(obj)``) of any other object, e.g. a class whose
+    ``__call__`` uses ``self.net`` (at most 10,000 objects in all). A ``Module`` is checked
+    through its registered submodules only. A callable that hides its modules elsewhere
+    (behind a property, in a registry, a C extension, another process, deeper than these
+    limits) cannot be checked: put the model in eval mode yourself.
+
+    Args:
+        model: the user's model, a ``torch.nn.Module`` or any callable.
+
+    Raises:
+        InvalidParameterError: naming the path to the module (e.g.
+            ``model.keywords['net']``) and the submodule in training mode.
     """
-    if isinstance(model, torch.nn.Module):
-        for name, module in model.named_modules():
-            if module.training:
-                where = f"submodule {name!r}" if name else "model"
+    seen: set[int] = set()
+    stack: list[tuple[str, Any, int]] = [("model", model, 0)]
+    while stack and len(seen) < _EVAL_SEARCH_NODES:
+        path, obj, depth = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.nn.Module):
+            name = _training_submodule(obj)
+            if name is not None:
+                if path == "model":
+                    where = f"submodule {name!r}" if name else "model"
+                else:
+                    where = f"{path} (a module the model calls)"
+                    where += f": submodule {name!r}" if name else ""
                 raise InvalidParameterError(
                     f"{where}.training = True is invalid; valid: the model and every "
-                    "submodule in eval mode (call model.eval())"
+                    "module it calls, with every submodule, in eval mode (call .eval())"
                 )
+            continue  # a Module's own submodules are covered by named_modules
+        if depth >= _EVAL_SEARCH_DEPTH:
+            continue
+        for suffix, child in _referenced(obj):
+            if isinstance(child, (str, bytes, int, float, complex, bool, type(None))):
+                continue
+            stack.append((path + suffix, child, depth + 1))
 
 
 def check_image(x: Any, *, name: str = "x", input_shape: tuple[int, ...] | None = None) -> None:

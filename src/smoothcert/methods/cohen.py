@@ -1,14 +1,15 @@
-"""Gaussian randomized smoothing: CERTIFY and PREDICT of Cohen et al. 2019.
+"""Gaussian randomized smoothing: CERTIFY and PREDICT of Cohen et al. 2019 (torch half).
 
 Cohen, Rosenfeld & Kolter, "Certified Adversarial Robustness via Randomized Smoothing"
-(arXiv 1902.02918), Algorithm "CERTIFY" and "PREDICT". The smoothed classifier is
+(arXiv 1902.02918), Algorithms CERTIFY and PREDICT. The smoothed classifier is
 ``g(x) = argmax_c P(f(x + e) = c)``, ``e ~ N(0, sigma^2 I)``. ``sigma`` and the radius
 are in the units of the tensor ``x`` (pixels in [0, 1] for the bundled models; if the
 model normalises inside, the radius is still in the units of ``x``).
 
-Soundness: the n0 selection samples pick the class; n fresh samples (the same
-generator, continued, hence independent draws) bound its probability with a one-sided
-Clopper-Pearson bound at level alpha.
+:func:`sample` draws the evidence (n0 selection samples, then n FRESH samples from the
+same generator, continued: independent draws); the decisions in
+:mod:`smoothcert.decisions.cohen` turn it into a certificate. :func:`certify` and
+:func:`predict` do both.
 
 Example:
     >>> import torch
@@ -26,92 +27,123 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from scipy.stats import binomtest
 
-from smoothcert._validation import check_int, check_positive, check_probability_level
-from smoothcert.certificates.gaussian import gaussian_radius, gaussian_radius_top2
-from smoothcert.methods._common import (
-    check_eval_mode,
-    check_image,
-    model_device,
-    probe_num_classes,
+from smoothcert.decisions.cohen import (
+    GaussianFacts,
+    GaussianParams,
+    GaussianPredictParams,
+    decide_cohen,
+    decide_cohen_top2,
+    decide_predict,
 )
+from smoothcert.methods._common import check_image, model_device
+from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw
 from smoothcert.noise.gaussian import GaussianNoise
-from smoothcert.records import CertifyResult
+from smoothcert.records import CertifyResult, Evidence
 from smoothcert.sampling.device import check_device
-from smoothcert.sampling.engine import count_classes, make_generator
-from smoothcert.stats.binomial import clopper_pearson_lower, runner_up_upper
-
-Counts = np.ndarray[Any, np.dtype[np.int64]]
 
 
-@dataclass(frozen=True)
-class _GaussianSampling:
-    """A validated model, input and noise kernel, with one generator for every stage."""
-
-    model: Callable[..., torch.Tensor]
-    x: torch.Tensor
-    kernel: GaussianNoise
-    generator: torch.Generator
-    classes: int
-    batch_size: int
-    device: torch.device
-    autocast_dtype: torch.dtype | None
-
-    def counts(self, num: int) -> Counts:
-        """Class counts of ``num`` fresh noisy samples (the generator continues)."""
-        return count_classes(
-            self.model,
-            lambda b: (self.kernel.sample(self.x, b, generator=self.generator),),
-            num,
-            num_classes=self.classes,
-            batch_size=self.batch_size,
-            device=self.device,
-            autocast_dtype=self.autocast_dtype,
-        )
-
-
-def _prepare(
+def _sampler(
     model: Callable[..., torch.Tensor],
     x: Any,
-    *,
     sigma: float,
-    alpha: float,
-    batch_size: int,
+    *,
     seed: int,
+    batch_size: int,
     num_classes: int | None,
     device: torch.device | str | None,
     input_shape: tuple[int, ...] | None,
     autocast_dtype: torch.dtype | None,
-) -> tuple[_GaussianSampling, float, float]:
-    """Validate every argument (before any sampling); return the sampler, sigma, alpha."""
-    sigma = check_positive(sigma, name="sigma")
-    alpha = check_probability_level(alpha)
-    batch_size = check_int(batch_size, name="batch_size", minimum=1)
-    seed = check_int(seed, name="seed", minimum=0, maximum=2**63 - 1)
-    if num_classes is not None:
-        num_classes = check_int(num_classes, name="num_classes", minimum=2)
+) -> Sampler:
     check_image(x, input_shape=input_shape)
-    check_eval_mode(model)
     dev = check_device(device) if device is not None else model_device(model, x.device)
-    x = x.to(dev)
-    classes = probe_num_classes(model, (x.unsqueeze(0),), num_classes)
-    sampling = _GaussianSampling(
-        model=model,
-        x=x,
-        kernel=GaussianNoise(sigma),
-        generator=make_generator(seed, dev),
-        classes=classes,
+    return Sampler(
+        model,
+        GaussianNoise(sigma).bind(x.to(dev)),
+        seed=seed,
         batch_size=batch_size,
+        num_classes=num_classes,
         device=dev,
         autocast_dtype=autocast_dtype,
     )
-    return sampling, sigma, alpha
+
+
+def prepare(
+    model: Callable[..., torch.Tensor],
+    inputs: tuple[Any, ...],
+    params: GaussianParams | GaussianPredictParams,
+    *,
+    seed: int,
+    batch_size: int = 1000,
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    input_shape: tuple[int, ...] | None = None,
+) -> Prepared:
+    """Validate everything and plan the stages of Gaussian smoothing at one input.
+
+    Every argument is validated before any sampling; the stages are listed in
+    :func:`sample`.
+
+    Args:
+        model: ``torch.nn.Module`` in eval mode (or any callable) mapping a batch
+            ``(B, *x.shape)`` to scores ``(B, num_classes)``.
+        inputs: ``(x,)``: one input, no batch axis, finite floating-point tensor.
+        params: the method's parameters (sigma in the units of ``x``).
+        seed: seed of the ``torch.Generator`` on the sampling device (recorded).
+        batch_size: samples per forward pass, >= 1.
+        num_classes: expected output columns; inferred from the model if None.
+        device: device to sample on; default the model's (else ``x``'s) device.
+        autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` forward passes.
+        input_shape: if given, ``x.shape`` must equal it.
+
+    Returns:
+        The :class:`~smoothcert.methods.sampler.Prepared` sampler and stage plan;
+        :func:`~smoothcert.methods.sampler.draw` draws it (see :func:`sample`).
+
+    Raises:
+        InvalidParameterError: on any bad argument, before sampling.
+    """
+    start = time.perf_counter()
+    (x,) = inputs
+    sampler = _sampler(
+        model,
+        x,
+        params.sigma,
+        seed=seed,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        device=device,
+        input_shape=input_shape,
+        autocast_dtype=autocast_dtype,
+    )
+    if isinstance(params, GaussianPredictParams):
+        plan = (PlannedStage("prediction", params.n, params.alpha),)
+    else:
+        plan = (
+            PlannedStage("selection", params.n0, 0.0),
+            PlannedStage("estimation", params.n, params.alpha),
+        )
+    return Prepared(sampler, plan, GaussianFacts(num_classes=sampler.num_classes), start)
+
+
+def sample(
+    model: Callable[..., torch.Tensor],
+    inputs: tuple[Any, ...],
+    params: GaussianParams | GaussianPredictParams,
+    **options: Any,
+) -> Evidence:
+    """Draw the evidence of Gaussian smoothing at one input (:func:`prepare`, then draw).
+
+    With :class:`~smoothcert.decisions.cohen.GaussianParams`: a ``selection`` stage of
+    ``n0`` samples, then an ``estimation`` stage of ``n`` fresh samples. With
+    :class:`~smoothcert.decisions.cohen.GaussianPredictParams`: one ``prediction`` stage
+    of ``n`` samples.
+    """
+    return draw(prepare(model, inputs, params, **options))
 
 
 def certify(
@@ -132,12 +164,10 @@ def certify(
 ) -> CertifyResult:
     """Certify the smoothed prediction at ``x`` within an L2 ball (Cohen et al. CERTIFY).
 
-    Draws n0 selection samples to choose the class A, then n fresh samples for
-    ``n_A``; ``p_lower = CP_lower(n_A, n; alpha)``; abstains when ``p_lower <= 1/2``,
-    otherwise the radius is ``sigma * Phi^-1(p_lower)`` (Theorem 1). With ``top2`` the
-    bounds are split: ``p_lower`` at alpha/2 and the runner-up's upper bound at
-    alpha/2 (capped by ``1 - p_lower``), radius ``sigma/2 (Phi^-1(p_lower) -
-    Phi^-1(p_upper))``; it abstains when ``p_lower <= p_upper``.
+    Samples with :func:`sample`, then decides with
+    :func:`~smoothcert.decisions.cohen.decide_cohen` (or
+    :func:`~smoothcert.decisions.cohen.decide_cohen_top2` with ``top2``), where the
+    certificate and its guarantee are stated.
 
     Args:
         model: ``torch.nn.Module`` in eval mode (or any callable) mapping a batch
@@ -157,59 +187,24 @@ def certify(
 
     Returns:
         A :class:`~smoothcert.records.CertifyResult` with method ``"cohen"`` (or
-        ``"cohen_top2"``), the raw counts of both stages, and ``radius`` in units of x.
+        ``"cohen-top2"``), its evidence, and ``radius`` in units of x.
 
     Raises:
         InvalidParameterError: on any bad argument, before sampling.
     """
-    start = time.perf_counter()
-    n0 = check_int(n0, name="n0", minimum=1)
-    n = check_int(n, name="n", minimum=1)
-    sampling, sigma, alpha = _prepare(
+    params = GaussianParams(sigma=sigma, n0=n0, n=n, alpha=alpha)
+    evidence = sample(
         model,
-        x,
-        sigma=sigma,
-        alpha=alpha,
-        batch_size=batch_size,
+        (x,),
+        params,
         seed=seed,
+        batch_size=batch_size,
         num_classes=num_classes,
         device=device,
-        input_shape=input_shape,
         autocast_dtype=autocast_dtype,
+        input_shape=input_shape,
     )
-    counts_sel = sampling.counts(n0)
-    top = int(np.argmax(counts_sel))
-    counts_est = sampling.counts(n)
-    p_upper: float | None = None
-    if top2:
-        p_lower = float(clopper_pearson_lower(counts_est[top], n, alpha=alpha / 2))
-        p_upper = min(runner_up_upper(counts_est, top, alpha=alpha / 2), 1.0 - p_lower)
-        radius = float(gaussian_radius_top2(p_lower, p_upper, sigma=sigma))
-        certified = p_lower > p_upper and radius > 0
-    else:
-        p_lower = float(clopper_pearson_lower(counts_est[top], n, alpha=alpha))
-        radius = float(gaussian_radius(p_lower, sigma=sigma))
-        certified = p_lower > 0.5 and radius > 0
-    return CertifyResult(
-        method="cohen_top2" if top2 else "cohen",
-        prediction=top if certified else None,
-        abstained=not certified,
-        radius=radius if certified else 0.0,
-        p_lower=p_lower,
-        p_upper=p_upper,
-        n0=n0,
-        n=n,
-        alpha=alpha,
-        seed=seed,
-        seconds=time.perf_counter() - start,
-        counts_selection=tuple(counts_sel.tolist()),
-        counts_estimation=tuple(counts_est.tolist()),
-        params={
-            "sigma": sigma,
-            "num_classes": sampling.classes,
-            "batch_size": sampling.batch_size,
-        },
-    )
+    return decide_cohen_top2(evidence, params) if top2 else decide_cohen(evidence, params)
 
 
 def predict(
@@ -228,11 +223,10 @@ def predict(
 ) -> CertifyResult:
     """Predict the smoothed class with Cohen et al.'s abstaining PREDICT.
 
-    Counts the classes of n noisy samples; with ``n_A >= n_B`` the top two counts,
-    runs a two-sided binomial test of ``n_A`` out of ``n_A + n_B`` against 1/2 and
-    abstains when its p-value exceeds alpha. The probability of returning a class
-    other than g(x) is at most alpha (Cohen et al. 2019, Proposition 1). No radius is
-    certified (``radius = 0``).
+    Counts the classes of n noisy samples and decides with
+    :func:`~smoothcert.decisions.cohen.decide_predict`: the probability of returning a
+    class other than g(x) is at most alpha (Cohen et al. 2019, Proposition 1). No
+    radius is certified (``radius = 0``).
 
     Args:
         model: as in :func:`certify`.
@@ -248,49 +242,22 @@ def predict(
         autocast_dtype: optional reduced-precision forward passes.
 
     Returns:
-        A :class:`~smoothcert.records.CertifyResult` with method ``"cohen_predict"``,
-        ``n0 = 0``, ``p_lower = 0`` and the test's p-value in ``params["p_value"]``.
+        A :class:`~smoothcert.records.CertifyResult` with method ``"cohen-predict"``,
+        claim ``"prediction"``, ``p_lower = 0`` and the p-value in ``details``.
 
     Raises:
         InvalidParameterError: on any bad argument, before sampling.
     """
-    start = time.perf_counter()
-    n = check_int(n, name="n", minimum=1)
-    sampling, sigma, alpha = _prepare(
+    params = GaussianPredictParams(sigma=sigma, n=n, alpha=alpha)
+    evidence = sample(
         model,
-        x,
-        sigma=sigma,
-        alpha=alpha,
-        batch_size=batch_size,
+        (x,),
+        params,
         seed=seed,
+        batch_size=batch_size,
         num_classes=num_classes,
         device=device,
-        input_shape=input_shape,
         autocast_dtype=autocast_dtype,
+        input_shape=input_shape,
     )
-    counts_est = sampling.counts(n)
-    order = np.argsort(-counts_est, kind="stable")
-    top, second = int(order[0]), int(order[1])
-    n_a, n_b = int(counts_est[top]), int(counts_est[second])
-    p_value = float(binomtest(n_a, n_a + n_b, 0.5).pvalue) if n_a + n_b > 0 else 1.0
-    certified = p_value <= alpha
-    return CertifyResult(
-        method="cohen_predict",
-        prediction=top if certified else None,
-        abstained=not certified,
-        radius=0.0,
-        p_lower=0.0,
-        n0=0,
-        n=n,
-        alpha=alpha,
-        seed=seed,
-        seconds=time.perf_counter() - start,
-        counts_selection=(),
-        counts_estimation=tuple(counts_est.tolist()),
-        params={
-            "sigma": sigma,
-            "num_classes": sampling.classes,
-            "batch_size": sampling.batch_size,
-            "p_value": p_value,
-        },
-    )
+    return decide_predict(evidence, params)

@@ -25,9 +25,9 @@ Modes (as in :mod:`smoothcert.methods.tokens`):
 - safety filter (``target`` given): the smoothed filter flags iff
   ``P(target) >= tau``; the pair is certified to stay flagged on the region where
   ``L(d, r) >= tau``. At ``d = 0``, ``r = sigma (Phi^-1(p_lower) - Phi^-1(tau))``.
-  ``n0`` is ignored (no selection sample is drawn; the result records ``n0 = 0`` and
-  ``params["n0_requested"]``). The robust certificate (the whole curve) fails with
-  probability at most alpha; ``certified_not_flagged`` is a separate one-sided claim
+  ``n0`` is ignored (no selection sample is drawn; ``result.n0 == 0``). The robust
+  certificate (the whole curve) fails with probability at most alpha;
+  ``certified_not_flagged`` is a separate one-sided claim
   at level alpha; the flagged / not-flagged decision at the clean input errs with
   probability at most alpha; the curve and the not-flagged flag read jointly fail with
   probability at most 2 alpha (see :mod:`smoothcert.methods.tokens`).
@@ -35,6 +35,9 @@ Modes (as in :mod:`smoothcert.methods.tokens`):
 Noise is drawn at all ``D`` eligible positions (shared sampling), so one ``p_lower``
 holds for every ``d <= D`` at once; the whole curve fails with probability at most
 alpha.
+
+:func:`sample` draws the evidence; :func:`smoothcert.decisions.hybrid.decide_hybrid`
+decides; :func:`certify` does both.
 
 What is approximate (soundness rule 4): ``p_lower`` is the Clopper-Pearson bound minus
 the token sampler's TV bound (``params["sampling_tv_bound"]``, see
@@ -60,34 +63,109 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
-from smoothcert._validation import check_positive
-from smoothcert.certificates import hybrid_radius_curve
+from smoothcert.decisions.hybrid import HybridParams, decide_hybrid
 from smoothcert.errors import InvalidParameterError
-from smoothcert.methods._common import (
-    check_eval_mode,
-    check_image,
-    model_device,
-    probe_num_classes,
-)
-from smoothcert.methods.threats import ThreatModel
-from smoothcert.methods.tokens import (
-    bound_class,
-    certified_tokens,
-    check_mode,
+from smoothcert.methods._common import check_image, model_device
+from smoothcert.methods._tokens_common import (
     check_placeholder,
-    check_target,
     check_threat,
-    run_stages,
+    plan_stages,
+    threat_of,
+    token_noise,
 )
+from smoothcert.methods.sampler import Prepared, Sampler, draw
+from smoothcert.methods.threats import ThreatModel
+from smoothcert.methods.tokens import params_from_arguments
 from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.noise.product import TokenImageNoise
 from smoothcert.noise.tokens import TokenSubstitutionNoise, check_tokens
-from smoothcert.records import CertifyResult
+from smoothcert.records import CertifyResult, Evidence
 from smoothcert.sampling.device import check_device
-from smoothcert.sampling.engine import make_generator
+
+
+def prepare(
+    model: Callable[..., torch.Tensor],
+    inputs: tuple[Any, ...],
+    params: HybridParams,
+    *,
+    seed: int,
+    batch_size: int = 1000,
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    eligible: Any = None,
+) -> Prepared:
+    """Validate everything and plan the stages of hybrid smoothing at one (tokens, image) pair.
+
+    Applies the parameters' threat, binds the product kernel (the parameters' token
+    kernel on the eligible positions x ``N(0, sigma^2 I)`` on the image, one generator)
+    and draws the stages. Every argument is validated before any sampling.
+
+    Args:
+        model: ``torch.nn.Module`` in eval mode (or a callable) taking token ids
+            ``(B, L)`` and images ``(B, *image.shape)``, returning ``(B, num_classes)``.
+        inputs: ``(tokens, image)``: a 1-D integer sequence and one finite
+            floating-point image, both without a batch axis.
+        params: the :class:`~smoothcert.decisions.hybrid.HybridParams`.
+        seed: seed of the ``torch.Generator`` on the sampling device (recorded).
+        batch_size: samples per forward pass, >= 1.
+        num_classes: expected number of output columns; inferred if None.
+        device: device to sample on; default the model's (else the image's) device.
+        autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` forward passes.
+        image_shape: if given, ``image.shape`` must equal it.
+        eligible: this input's eligible positions (a boolean mask over the sequence),
+            for ``params.threat == "given"`` only.
+
+    Returns:
+        The :class:`~smoothcert.methods.sampler.Prepared` sampler, stage plan and
+        :class:`~smoothcert.decisions.tokens.TokenFacts`.
+
+    Raises:
+        InvalidParameterError: on any bad argument, before sampling.
+    """
+    start = time.perf_counter()
+    tokens, image = inputs
+    noise = token_noise(params)
+    threat = threat_of(params, eligible)
+    if isinstance(tokens, torch.Tensor) and tokens.ndim != 1:
+        raise InvalidParameterError(
+            f"tokens.shape = {tuple(tokens.shape)} is invalid with image.shape = "
+            f"{tuple(getattr(image, 'shape', ()))}; valid: tokens (L,) and one image, "
+            "both without a batch axis"
+        )
+    tokens = check_tokens(tokens)
+    check_image(image, name="image", input_shape=image_shape)
+    dev = check_device(device) if device is not None else model_device(model, image.device)
+    image = image.to(dev)
+    applied = threat.apply(tokens.to(dev))
+    check_placeholder(applied, noise)
+    bound = TokenImageNoise(noise, GaussianNoise(params.sigma)).bind(
+        applied.tokens, image, applied.eligible
+    )
+    sampler = Sampler(
+        model,
+        bound,
+        seed=seed,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        device=dev,
+        autocast_dtype=autocast_dtype,
+    )
+    plan, facts = plan_stages(sampler, params, applied)
+    return Prepared(sampler, plan, facts, start)
+
+
+def sample(
+    model: Callable[..., torch.Tensor],
+    inputs: tuple[Any, ...],
+    params: Any,
+    **options: Any,
+) -> Evidence:
+    """Draw the evidence at one input: :func:`prepare`, then draw the stages."""
+    return draw(prepare(model, inputs, params, **options))
 
 
 def certify(
@@ -132,8 +210,7 @@ def certify(
         alphabet: the token kernel's alphabet (``V``, ids, or a boolean mask), V >= 2;
             optional for ``"mask"``.
         n0: selection samples, >= 1 in majority mode. Ignored in safety-filter mode
-            (any value >= 0; no selection sample is drawn, the result records
-            ``n0 = 0`` and ``params["n0_requested"]``).
+            (any value >= 0; no selection sample is drawn).
         n: estimation samples, >= 1.
         alpha: one-sided failure probability of the whole certificate, in (0, 1).
         threat: eligible positions and ``d_max``
@@ -153,22 +230,12 @@ def certify(
     Returns:
         A :class:`~smoothcert.records.CertifyResult` with method ``"hybrid"``,
         ``radius = r(0)`` (L2, image units), ``radius_curve`` the tuple
-        ``r(0), ..., r(d_max)``, and params ``sigma``, ``beta``, ``vocab_size``,
-        ``kernel``, ``tau``, ``target``, ``mode``, ``d_max``, ``num_eligible`` (D),
-        the threat, and ``d_certified`` (largest d certified with an unperturbed
-        image; ``-1`` if none).
-        Safety-filter mode adds ``flag_rate`` (empirical P(target)), ``target_p_upper``
-        (one-sided Clopper-Pearson upper bound at alpha), ``n0_requested`` and
-        ``certified_not_flagged`` (``target_p_upper + sampling_tv_bound < tau``: the
-        smoothed filter does NOT flag the clean input). Failure probabilities: the
-        robust certificate (flagged, and stays flagged on the whole region under the
-        curve) fails w.p. <= alpha; ``certified_not_flagged`` is a separate one-sided
-        claim, wrong w.p. <= alpha; the decision flagged / not flagged at the clean
-        input errs w.p. <= alpha; reading the curve and the not-flagged flag jointly
-        fails w.p. <= 2 alpha. ``p_lower_cp`` and ``sampling_tv_bound`` record the raw
-        Clopper-Pearson bound and the token kernel's correction: ``p_lower = max(0,
-        p_lower_cp - sampling_tv_bound)`` (the Gaussian image noise is treated as
-        exact and not included).
+        ``r(0), ..., r(d_max)``, the typed ``HybridParams``, the evidence with
+        ``TokenFacts`` and ``TokenDetails`` (``d_certified``: the largest d certified
+        with an unperturbed image, None if none; in safety-filter mode ``flag_rate``,
+        ``target_p_upper`` and ``certified_not_flagged``, with the failure
+        probabilities stated in :mod:`smoothcert.methods.tokens`). The Gaussian image
+        noise is treated as exact and is not part of ``sampling_tv_bound``.
 
     Raises:
         InvalidParameterError: on any bad argument, before sampling: sigma <= 0, beta
@@ -177,112 +244,20 @@ def certify(
             positions, a NaN/Inf or non-float image, a batch axis on the tokens, a
             target outside the classes.
     """
-    start = time.perf_counter()
-    sigma = check_positive(sigma, name="sigma")
-    token_noise = TokenSubstitutionNoise(
-        beta=beta, alphabet=alphabet, kernel=kernel, mask_id=mask_id
+    noise = TokenSubstitutionNoise(beta=beta, alphabet=alphabet, kernel=kernel, mask_id=mask_id)
+    fields = params_from_arguments(
+        noise, check_threat(threat), n0=n0, n=n, alpha=alpha, tau=tau, target=target
     )
-    mode = check_mode(
-        tau=tau,
-        target=target,
-        n0=n0,
-        n=n,
-        alpha=alpha,
-        batch_size=batch_size,
-        seed=seed,
-        num_classes=num_classes,
-    )
-    threat = check_threat(threat)
-    if isinstance(tokens, torch.Tensor) and tokens.ndim != 1:
-        raise InvalidParameterError(
-            f"tokens.shape = {tuple(tokens.shape)} is invalid with image.shape = "
-            f"{tuple(getattr(image, 'shape', ()))}; valid: tokens (L,) and one image, "
-            "both without a batch axis"
-        )
-    tokens = check_tokens(tokens)
-    check_image(image, name="image", input_shape=image_shape)
-    check_eval_mode(model)
-    dev = check_device(device) if device is not None else model_device(model, image.device)
-    image = image.to(dev)
-    applied = threat.apply(tokens.to(dev))
-    check_placeholder(applied, token_noise)
-    noise = TokenImageNoise(token_noise, GaussianNoise(sigma))
-    bound = noise.bind(applied.tokens, image, applied.eligible)
-    classes = probe_num_classes(
-        model, (bound.tokens.tokens.unsqueeze(0), image.unsqueeze(0)), mode.num_classes
-    )
-    check_target(mode, classes)
-
-    generator = make_generator(mode.seed, dev)
-
-    def sampler(b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return bound.sample(b, generator=generator)
-
-    counts_sel, counts_est = run_stages(
+    params = HybridParams(sigma=sigma, **fields)
+    evidence = sample(
         model,
-        sampler,
-        mode,
-        classes=classes,
-        device=dev,
+        (tokens, image),
+        params,
+        seed=seed,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        device=device,
         autocast_dtype=autocast_dtype,
-        clean_inputs=(bound.tokens.tokens.unsqueeze(0), image.unsqueeze(0)),
+        image_shape=image_shape,
     )
-    cls, p_lower, extra = bound_class(mode, counts_sel, counts_est, tv_bound=bound.tv_bound())
-    d_cert = certified_tokens(
-        p_lower,
-        mode,
-        d_max=applied.d_max,
-        beta=token_noise.beta,
-        vocab_size=token_noise.vocab_size,
-        kernel=token_noise.kernel,
-    )
-    certified = d_cert >= 0
-    curve = np.zeros(applied.d_max + 1, dtype=np.float64)
-    if certified:
-        curve = np.asarray(
-            hybrid_radius_curve(
-                p_lower,
-                d_max=applied.d_max,
-                sigma=sigma,
-                beta=token_noise.beta,
-                vocab_size=token_noise.vocab_size,
-                tau=mode.tau,
-                kernel=token_noise.kernel,
-            ),
-            dtype=np.float64,
-        ).reshape(-1)
-        # Staircase: nothing is certified past the first d that fails at r = 0.
-        curve[d_cert + 1 :] = 0.0
-        curve = np.where(np.isfinite(curve) & (curve > 0), curve, 0.0)
-    return CertifyResult(
-        method="hybrid",
-        prediction=cls if certified else None,
-        abstained=not certified,
-        radius=float(curve[0]) if certified else 0.0,
-        p_lower=p_lower,
-        n0=mode.n0,
-        n=mode.n,
-        alpha=mode.alpha,
-        seed=mode.seed,
-        seconds=time.perf_counter() - start,
-        counts_selection=tuple(counts_sel.tolist()),
-        counts_estimation=tuple(counts_est.tolist()),
-        radius_unit="l2",
-        radius_curve=tuple(curve.tolist()),
-        params={
-            "sigma": sigma,
-            **token_noise.params(),
-            **mode.params(),
-            **applied.threat.params(),
-            "d_max": applied.d_max,
-            "num_eligible": applied.num_eligible,
-            "d_certified": d_cert,
-            "length": int(applied.tokens.numel()),
-            "image_shape": list(image.shape),
-            "sampling": "shared",
-            "selected_class": cls,
-            "num_classes": classes,
-            "batch_size": mode.batch_size,
-            **extra,
-        },
-    )
+    return decide_hybrid(evidence, params)

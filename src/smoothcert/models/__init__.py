@@ -3,18 +3,30 @@
 The weights ship inside the package (``models/weights/*.pt`` with ``manifest.json``)
 and are never downloaded. ``digits_cnn`` is trained on the digits train split with
 Gaussian noise at each sigma in :func:`available_sigmas`; inputs are pixels in [0, 1],
-so a sigma is in [0, 1]-pixel units. Recreate the weights with ``smoothcert train``
+so a sigma is in [0, 1]-pixel units. ``listing_filter`` (:class:`ListingFilter`) is
+the text+image model of the ``"listings"`` dataset, trained with token substitution
+noise at ``beta = 0.7`` and Gaussian image noise at each sigma (see
+:mod:`smoothcert.models.train_listings` and ``docs/datasets.md``). Recreate the weights
+with ``smoothcert train [--model listing_filter]``
 (:func:`smoothcert.models.train.train_all`).
 
 Example:
     >>> from smoothcert.models import available_sigmas, list_models, load_model
     >>> list_models(), available_sigmas("digits_cnn")
-    (['digits_cnn'], (0.25, 0.5, 1.0))
+    (['digits_cnn', 'listing_filter'], (0.25, 0.5, 1.0))
+    >>> load_model("listing_filter", sigma=0.25).beta
+    0.7
     >>> load_model("digits_cnn", sigma=1.0).training
     False
 """
 
-from smoothcert.models.architectures import DigitsCNN, ModelSpec, get_model_spec, list_models
+from smoothcert.models.architectures import (
+    DigitsCNN,
+    ListingFilter,
+    ModelSpec,
+    get_model_spec,
+    list_models,
+)
 from smoothcert.models.loading import (
     WeightsInfo,
     available_sigmas,
@@ -27,6 +39,7 @@ from smoothcert.models.train import noisy_accuracy, save_weights, train_all, tra
 
 __all__ = [
     "DigitsCNN",
+    "ListingFilter",
     "ModelSpec",
     "WeightsInfo",
     "available_sigmas",

@@ -15,6 +15,10 @@ The manifest (``format`` 1) is a JSON object::
                "sha256": "...", "size_bytes": 291000, "dataset": "digits",
                "training": {...}}}}
 
+A text+image model's entry (``listing_filter``) also records ``"beta"``, the token
+substitution probability it was trained with (its weights are keyed by sigma like every
+other model; one beta per model).
+
 Example:
     >>> from smoothcert.models import available_sigmas, load_model
     >>> available_sigmas("digits_cnn")
@@ -147,6 +151,8 @@ class WeightsInfo:
         path: path of the weight file.
         sha256: expected hex sha256 of the file (from the manifest).
         metadata: the full manifest entry (training settings, accuracy, ...).
+        beta: token substitution probability of the training noise, for text+image
+            models (``None`` for image models).
     """
 
     name: str
@@ -154,6 +160,7 @@ class WeightsInfo:
     path: Path
     sha256: str
     metadata: dict[str, Any]
+    beta: float | None = None
 
 
 def available_sigmas(
@@ -228,12 +235,25 @@ def weights_info(
                 path=directory / filename,
                 sha256=str(entry["sha256"]).lower(),
                 metadata=dict(entry),
+                beta=_entry_beta(entry, directory / MANIFEST_NAME),
             )
     choices = sorted({float(e["sigma"]) for e in candidates.values()})
     raise InvalidParameterError(
         f"sigma = {sigma!r} is invalid for model {name!r}; valid choices: {choices} "
         "(train weights for another sigma with `smoothcert train`)"
     )
+
+
+def _entry_beta(entry: dict[str, Any], path: Path) -> float | None:
+    beta = entry.get("beta")
+    if beta is None:
+        return None
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0.0 < beta < 1.0:
+        raise AssetError(
+            f"weights manifest {path} has beta = {beta!r} for {entry.get('model')!r}; valid: "
+            f"0 < beta < 1; {_RETRAIN_HINT}"
+        )
+    return float(beta)
 
 
 def load_model(
@@ -260,8 +280,10 @@ def load_model(
 
     Returns:
         The model in eval mode on ``device``. It takes pixels in [0, 1] of shape
-        ``(B, *input_shape)`` and returns logits ``(B, num_classes)``. Attributes
-        ``sigma`` (float) and ``weights_sha256`` (str) record what was loaded.
+        ``(B, *input_shape)`` and returns logits ``(B, num_classes)`` (a text+image
+        model such as ``listing_filter`` takes ``(tokens, images)``). Attributes
+        ``sigma`` (float), ``beta`` (float, text+image models only) and
+        ``weights_sha256`` (str) record what was loaded.
 
     Raises:
         InvalidParameterError: for an unknown ``name`` or ``device``, or a ``sigma``
@@ -311,5 +333,7 @@ def load_model(
             f"{_RETRAIN_HINT}"
         ) from err
     model.sigma = info.sigma  # type: ignore[assignment]
+    if info.beta is not None:
+        model.beta = info.beta  # type: ignore[assignment]
     model.weights_sha256 = actual  # type: ignore[assignment]
     return model.to(target).eval()

@@ -14,7 +14,10 @@ weights come from a forked, seeded global RNG (the caller's RNG state is untouch
 and the batch order and noise from explicit ``torch.Generator`` objects. Re-running
 gives bit-identical weights on the same machine, torch version and thread count.
 
-The command ``smoothcert train`` calls :func:`train_all`.
+The command ``smoothcert train`` calls :func:`train_all`, which dispatches by model:
+image models (``digits_cnn``) are trained here; the text+image ``listing_filter`` is
+trained with token and image noise by
+:func:`smoothcert.models.train_listings.train_listing_filter`.
 
 Example:
     >>> from smoothcert.models.train import train_model
@@ -86,11 +89,11 @@ def train_model(
     name: str = "digits_cnn",
     *,
     sigma: float,
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    lr: float = DEFAULT_LR,
+    batch_size: int | None = None,
+    lr: float | None = None,
     max_examples: int | None = None,
     threads: int | None = 1,
     log: Callable[[str], None] | None = None,
@@ -101,15 +104,20 @@ def train_model(
     (unclipped) [0, 1] images, the noise the Gaussian certificate assumes
     (Cohen et al. 2019, arXiv 1902.02918). Optimiser: Adam, one-cycle schedule with
     peak ``lr``, cross-entropy loss. Only the dataset's ``"train"`` split is used.
+    For ``name = "listing_filter"`` this calls
+    :func:`~smoothcert.models.train_listings.train_listing_filter` (token noise at
+    ``LISTING_BETA`` as well).
 
     Args:
         name: a name from :func:`~smoothcert.models.list_models`.
         sigma: noise standard deviation, in [0, 1]-pixel units (> 0).
-        epochs: passes over the training examples (>= 1).
+        epochs: passes over the training examples (>= 1); None for the model's default
+            (:data:`DEFAULT_EPOCHS` for ``digits_cnn``, ``LISTING_EPOCHS`` for
+            ``listing_filter``).
         seed: seed of the initial weights, batch order and noise (>= 0).
         device: torch device to train on.
-        batch_size: examples per step (>= 1).
-        lr: peak learning rate (> 0).
+        batch_size: examples per step (>= 1); None for the model's default.
+        lr: peak learning rate (> 0); None for the model's default.
         max_examples: if given, train on the first ``max_examples`` training
             examples only (for quick tests); ``None`` uses the whole split.
         threads: CPU threads torch uses while training (the previous setting is
@@ -134,11 +142,27 @@ def train_model(
         True
     """
     spec = get_model_spec(name)
+    if spec.kind == "text_image":
+        from smoothcert.models import train_listings as tl
+
+        return tl.train_listing_filter(
+            sigma=sigma,
+            epochs=tl.LISTING_EPOCHS if epochs is None else epochs,
+            seed=seed,
+            device=device,
+            batch_size=tl.LISTING_BATCH_SIZE if batch_size is None else batch_size,
+            lr=tl.LISTING_LR if lr is None else lr,
+            max_examples=max_examples,
+            threads=threads,
+            log=log,
+        )
     sigma = check_positive(sigma, name="sigma")
-    epochs = check_int(epochs, name="epochs", minimum=1)
+    epochs = check_int(DEFAULT_EPOCHS if epochs is None else epochs, name="epochs", minimum=1)
     seed = check_int(seed, name="seed", minimum=0)
-    batch_size = check_int(batch_size, name="batch_size", minimum=1)
-    lr = check_positive(lr, name="lr")
+    batch_size = check_int(
+        DEFAULT_BATCH_SIZE if batch_size is None else batch_size, name="batch_size", minimum=1
+    )
+    lr = check_positive(DEFAULT_LR if lr is None else lr, name="lr")
     if max_examples is not None:
         max_examples = check_int(max_examples, name="max_examples", minimum=1)
     if threads is not None:
@@ -377,7 +401,7 @@ def train_all(
     out_dir: str | os.PathLike[str] | None = None,
     *,
     name: str = "digits_cnn",
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     threads: int | None = 1,
@@ -390,14 +414,21 @@ def train_all(
     per example, and a 100-vote majority), and calls :func:`save_weights` with the
     training settings and those accuracies as manifest metadata. Load the result with
     ``load_model(name, sigma, weights_dir=out_dir)``. With the defaults each sigma
-    takes a few seconds on two CPU cores.
+    takes a few seconds on two CPU cores for ``digits_cnn``.
+
+    For ``name = "listing_filter"`` (text+image) each sigma is trained with token
+    noise at ``beta = LISTING_BETA`` as well
+    (:func:`~smoothcert.models.train_listings.train_listing_filter`), ``beta`` is
+    recorded in the manifest entry, and the metadata holds the clean, noisy and
+    25-vote test accuracies.
 
     Args:
         sigmas: training noise levels, in [0, 1]-pixel units (each > 0).
         out_dir: weights directory; ``None`` overwrites the package's bundled weights
             (the default weights of :func:`~smoothcert.models.load_model`).
         name: a name from :func:`~smoothcert.models.list_models`.
-        epochs: training epochs per sigma.
+        epochs: training epochs per sigma; None for the model's default
+            (:data:`DEFAULT_EPOCHS` = 100 for ``digits_cnn``, 25 for ``listing_filter``).
         seed: training seed (the same for every sigma); the evaluation noise uses it too.
         device: torch device to train on.
         threads: CPU threads for training; see :func:`train_model`.
@@ -415,11 +446,29 @@ def train_all(
     sigma_list = [check_positive(s, name="sigma") for s in sigmas]
     if not sigma_list:
         raise InvalidParameterError("sigmas = () is invalid; valid: at least one sigma > 0")
-    epochs = check_int(epochs, name="epochs", minimum=1)
+    if spec.kind == "text_image":
+        from smoothcert.models import train_listings as tl
+
+        epochs = check_int(
+            tl.LISTING_EPOCHS if epochs is None else epochs, name="epochs", minimum=1
+        )
+    else:
+        epochs = check_int(DEFAULT_EPOCHS if epochs is None else epochs, name="epochs", minimum=1)
     seed = check_int(seed, name="seed", minimum=0)
     if threads is not None:
         threads = check_int(threads, name="threads", minimum=1)
     check_device(device)
+    if spec.kind == "text_image":
+        return _train_all_text_image(
+            name,
+            sigma_list,
+            out_dir,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            threads=threads,
+            log=log,
+        )
     paths: dict[float, Path] = {}
     for sigma in sigma_list:
         start = time.perf_counter()
@@ -448,5 +497,63 @@ def train_all(
                 f"{name} sigma={sigma!r}: trained in {seconds:.1f} s, test accuracy on "
                 f"noisy inputs {acc_noisy:.3f}, 100-vote majority {acc_vote:.3f} -> "
                 f"{paths[sigma]}"
+            )
+    return paths
+
+
+def _train_all_text_image(
+    name: str,
+    sigmas: list[float],
+    out_dir: str | os.PathLike[str] | None,
+    *,
+    epochs: int,
+    seed: int,
+    device: str | torch.device,
+    threads: int | None,
+    log: Callable[[str], None] | None,
+) -> dict[float, Path]:
+    """:func:`train_all` for the text+image ``listing_filter``."""
+    from smoothcert.models import train_listings as tl
+
+    beta = tl.LISTING_BETA
+    paths: dict[float, Path] = {}
+    for sigma in sigmas:
+        start = time.perf_counter()
+        model = tl.train_listing_filter(
+            sigma=sigma, beta=beta, epochs=epochs, seed=seed, device=device, threads=threads
+        )
+        seconds = time.perf_counter() - start
+        clean = tl.listing_accuracy(model)
+        noisy = tl.listing_accuracy(model, beta=beta, sigma=sigma, seed=seed)
+        vote = tl.listing_accuracy(model, beta=beta, sigma=sigma, seed=seed, votes=25)
+        metadata = {
+            "beta": beta,
+            "noise": (
+                "uniform token substitution at beta over the 30,522-id vocabulary on the "
+                "description's tokens (not [CLS]/[SEP]/[PAD]), and gaussian N(0, sigma^2) "
+                "added to pixels in [0, 1], unclipped"
+            ),
+            "kind": "text_image",
+            "training": {
+                "split": "train",
+                "epochs": epochs,
+                "batch_size": tl.LISTING_BATCH_SIZE,
+                "optimizer": "adam",
+                "schedule": "one-cycle",
+                "peak_lr": tl.LISTING_LR,
+                "aux_weight": tl.AUX_WEIGHT,
+                "seed": seed,
+                "threads": threads,
+            },
+            "test_accuracy_clean": round(clean, 4),
+            "test_accuracy_noisy": round(noisy, 4),
+            "test_accuracy_vote25": round(vote, 4),
+        }
+        paths[sigma] = save_weights(model, name, sigma, out_dir, metadata=metadata)
+        if log is not None:
+            log(
+                f"{name} sigma={sigma!r} beta={beta!r}: trained in {seconds:.1f} s, test "
+                f"accuracy clean {clean:.3f}, on noisy inputs {noisy:.3f}, 25-vote majority "
+                f"{vote:.3f} -> {paths[sigma]}"
             )
     return paths

@@ -99,3 +99,58 @@ class GaussianNoise:
         out = self._out[:num]
         out.copy_(work)
         return out
+
+    def bind(self, x: torch.Tensor) -> BoundGaussianNoise:
+        """Bind the kernel to one clean input; return its sampler (see the noise contract).
+
+        Args:
+            x: the clean input (no batch axis), floating point, on the sampling device.
+
+        Returns:
+            A :class:`BoundGaussianNoise`.
+
+        Raises:
+            InvalidParameterError: if ``x`` is not a floating-point tensor.
+
+        Example:
+            >>> bound = GaussianNoise(0.5).bind(torch.zeros(3))
+            >>> tuple(bound.sample(2, generator=torch.Generator().manual_seed(0))[0].shape)
+            (2, 3)
+        """
+        if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
+            raise InvalidParameterError(
+                f"x of type {type(x).__name__} is invalid; valid: a floating-point tensor"
+            )
+        return BoundGaussianNoise(self, x)
+
+
+class BoundGaussianNoise:
+    """The Gaussian kernel bound to one clean input (created by :meth:`GaussianNoise.bind`).
+
+    The noise contract shared by every bound kernel (:mod:`smoothcert.noise`):
+    ``sample(num, generator=...)`` returns the model's inputs for ``num`` noisy copies,
+    ``clean_inputs()`` the clean ones, ``tv_bound()`` the sampler's total-variation
+    distance to the kernel the certificate assumes (0 here: ``torch.randn`` is treated as
+    exact Gaussian noise), and ``sigma`` the exact parameter the certificate uses.
+    """
+
+    def __init__(self, kernel: GaussianNoise, x: torch.Tensor) -> None:
+        self.kernel = kernel
+        self.x = x
+
+    @property
+    def sigma(self) -> float:
+        """The noise standard deviation the certificate must use (input units)."""
+        return self.kernel.sigma
+
+    def clean_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The clean model inputs, without a batch axis."""
+        return (self.x,)
+
+    def tv_bound(self) -> float:
+        """0: Gaussian noise from ``torch.randn`` is treated as exact."""
+        return 0.0
+
+    def sample(self, num: int, *, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """``num`` noisy copies ``x + sigma e`` (a view of a reused buffer), as a 1-tuple."""
+        return (self.kernel.sample(self.x, num, generator=generator),)

@@ -132,6 +132,10 @@ class BoundTokenImageNoise:
         self.tokens = tokens
         self.image = image
 
+    def clean_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The clean model inputs ``(tokens, image)``, without a batch axis."""
+        return (self.tokens.tokens, self.image)
+
     def tv_bound(self) -> float:
         """TV bound of the token part's sampling (see ``BoundTokenNoise.tv_bound``).
 
@@ -157,3 +161,39 @@ class BoundTokenImageNoise:
         toks = self.tokens.sample(num, generator=generator)
         imgs = self.noise.image_noise.sample(self.image, num, generator=generator)
         return toks, imgs
+
+
+class BoundWithFixedInputs:
+    """A bound token kernel whose model also takes fixed (un-noised) inputs, e.g. an image.
+
+    Token smoothing of a (tokens, image) model: only the tokens are noised, the other
+    inputs are passed unchanged (broadcast views, no copies) after them.
+
+    Args:
+        bound: the bound token kernel (:class:`~smoothcert.noise.tokens.BoundTokenNoise`).
+        fixed: the fixed inputs, each without a batch axis, on the tokens' device.
+
+    Example:
+        >>> from smoothcert.noise.tokens import TokenSubstitutionNoise
+        >>> bound = TokenSubstitutionNoise(beta=0.2, alphabet=9).bind(torch.tensor([1, 2]))
+        >>> both = BoundWithFixedInputs(bound, (torch.ones(3),))
+        >>> [tuple(t.shape) for t in both.sample(4, generator=torch.Generator().manual_seed(0))]
+        [(4, 2), (4, 3)]
+    """
+
+    def __init__(self, bound: BoundTokenNoise, fixed: tuple[torch.Tensor, ...]) -> None:
+        self.bound = bound
+        self.fixed = tuple(fixed)
+
+    def clean_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The clean tokens, then the fixed inputs (no batch axis)."""
+        return (self.bound.tokens, *self.fixed)
+
+    def tv_bound(self) -> float:
+        """The token sampler's TV bound (the fixed inputs are not random)."""
+        return self.bound.tv_bound()
+
+    def sample(self, num: int, *, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """``num`` noisy token sequences, then each fixed input broadcast to ``num`` rows."""
+        toks = self.bound.sample(num, generator=generator)
+        return (toks, *(t.unsqueeze(0).expand(num, *t.shape) for t in self.fixed))

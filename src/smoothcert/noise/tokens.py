@@ -447,6 +447,10 @@ class BoundTokenNoise:
         """Number ``D`` of eligible positions."""
         return int(self.eligible.numel())
 
+    def clean_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The clean model input (the token sequence), without a batch axis."""
+        return (self.tokens,)
+
     def tv_bound(self) -> float:
         """Upper bound on the TV distance between the sampled and the ideal joint kernel.
 

@@ -1,7 +1,7 @@
 """Reports from result files: certified accuracy, ACR, tables, plots, TSV export.
 
 Reads the JSON-lines files written by :func:`smoothcert.runner.run_certification`
-(format in :mod:`smoothcert.runner.store`); never imports torch.
+(format in :mod:`smoothcert.results.store`); never imports torch.
 
 Example:
     >>> from pathlib import Path
@@ -21,9 +21,23 @@ from smoothcert.reports.metrics import (
     parse_radii,
     summarize,
 )
-from smoothcert.reports.plot import certified_accuracy_curve, plot_certified_accuracy
+from smoothcert.reports.plot import (
+    certified_accuracy_curve,
+    default_title,
+    plot_certified_accuracy,
+    plot_dr_heatmap,
+)
 from smoothcert.reports.results import ResultFile, default_labels, load_many, load_results
-from smoothcert.reports.tables import latex_table, markdown_table, radius_grid, summaries
+from smoothcert.reports.tables import (
+    claim_heading,
+    dr_grid,
+    dr_table,
+    group_by_claim,
+    latex_table,
+    markdown_table,
+    radius_grid,
+    summaries,
+)
 
 __all__ = [
     "TSV_COLUMNS",
@@ -33,6 +47,12 @@ __all__ = [
     "average_certified_radius",
     "certified_accuracy",
     "certified_accuracy_curve",
+    "claim_heading",
+    "default_title",
+    "dr_grid",
+    "dr_table",
+    "group_by_claim",
+    "plot_dr_heatmap",
     "default_labels",
     "default_radii",
     "export_tsv",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,7 +29,36 @@ from smoothcert._validation import check_positive
 from smoothcert.errors import InvalidParameterError
 from smoothcert.reports.results import ResultFile
 
-__all__ = ["certified_accuracy_curve", "plot_certified_accuracy"]
+__all__ = [
+    "certified_accuracy_curve",
+    "default_title",
+    "plot_certified_accuracy",
+    "plot_dr_heatmap",
+]
+
+
+def default_title(files: Sequence[ResultFile]) -> str:
+    """A title naming the method, sigma, n, alpha and the number of examples of the files.
+
+    Example:
+        >>> from pathlib import Path
+        >>> header = {"config": {"method": "cohen",
+        ...                      "params": {"sigma": 0.25, "n0": 100, "n": 10000, "alpha": 0.001}}}
+        >>> rec = {"index": 0, "label": 0, "correct": True, "abstained": False, "radius": 0.4}
+        >>> default_title([ResultFile(Path("x.jsonl"), header, [rec])])
+        'cohen, sigma=0.25, n=10000, alpha=0.001, 1 examples'
+    """
+    parts = []
+    for f in files:
+        p = f.params
+        bits = [f.method or "?"]
+        for key in ("sigma", "beta", "tau", "n", "alpha"):
+            if p.get(key) is not None and not (key == "tau" and p.get("target") is None):
+                bits.append(f"{key}={p[key]:g}")
+        bits.append(f"{len(f)} examples")
+        parts.append(", ".join(bits))
+    unique = list(dict.fromkeys(parts))
+    return unique[0] if len(unique) == 1 else "; ".join(unique)
 
 
 def certified_accuracy_curve(
@@ -74,7 +104,8 @@ def plot_certified_accuracy(
         output_path: the PNG file (parent directories are created).
         max_radius: right end of the x axis; default 5% past the largest certified
             radius.
-        title: optional figure title.
+        title: figure title; default :func:`default_title` (method, sigma, n, alpha,
+            number of examples).
         dpi: resolution.
 
     Returns:
@@ -100,16 +131,75 @@ def plot_certified_accuracy(
             continue
         # acc[i] holds on (xs[i-1], xs[i]]; drawn "post": value acc[i+1] from xs[i] on
         x_plot = np.append(xs, max(right, float(xs[-1])))
-        y_plot = np.append(acc[1:], [0.0, 0.0])
+        y_plot = 100.0 * np.append(acc[1:], [0.0, 0.0])
         ax.step(x_plot, y_plot, where="post", label=result.label)
     ax.set_xlim(0.0, right)
-    ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel("radius (L2, input units)")
-    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0.0, 102.0)
+    tokens = files[0].radius_unit == "tokens"
+    ax.set_xlabel("edited tokens d" if tokens else "radius (L2, input units)")
+    ax.set_ylabel(
+        "certified detection (%)" if files[0].claim == "flagged" else "certified accuracy (%)"
+    )
     ax.grid(True, alpha=0.3)
-    if title:
-        ax.set_title(title)
+    ax.set_title(title if title is not None else default_title(files), fontsize=9)
     ax.legend(loc="upper right")
+    fig.tight_layout()
+    path = Path(output_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def plot_dr_heatmap(
+    result: ResultFile,
+    output_path: str | os.PathLike[str],
+    *,
+    radii: Any = None,
+    title: str | None = None,
+    dpi: int = 150,
+) -> Path:
+    """Write a PNG heatmap of certified accuracy (%) over (d edited tokens, L2 radius r).
+
+    Cells are :func:`~smoothcert.reports.tables.dr_grid` values; d runs over every d of
+    the records' curves r(d), r over ``radii`` (default: 40 steps up to the largest r(0)).
+
+    Returns:
+        The path written.
+
+    Raises:
+        InvalidParameterError: if the file has no records.
+    """
+    from smoothcert.reports.tables import dr_grid
+
+    curves = result.curves()
+    ds = np.arange(curves.shape[1])
+    if radii is None:
+        top = float(curves.max()) if curves.size and curves.max() > 0 else 1.0
+        radii = np.linspace(0.0, top, 41)
+    rs = np.asarray(radii, dtype=np.float64).reshape(-1)
+    grid = 100.0 * dr_grid(result, ds, rs)
+    fig = Figure(figsize=(6.0, 4.0), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(
+        grid,
+        origin="lower",
+        aspect="auto",
+        extent=(float(rs[0]), float(rs[-1]), -0.5, len(ds) - 0.5),
+        vmin=0.0,
+        vmax=100.0,
+        cmap="viridis",
+    )
+    fig.colorbar(
+        image,
+        ax=ax,
+        label=(
+            "certified detection (%)" if result.claim == "flagged" else "certified accuracy (%)"
+        ),
+    )
+    ax.set_xlabel("image radius r (L2, image units)")
+    ax.set_ylabel("edited tokens d")
+    ax.set_title(title if title is not None else default_title([result]), fontsize=9)
     fig.tight_layout()
     path = Path(output_path)
     path.parent.mkdir(parents=True, exist_ok=True)

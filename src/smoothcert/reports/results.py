@@ -1,15 +1,12 @@
 r"""Load result files written by a dataset run (reads files only; no torch).
 
 Example:
-    >>> import json, pathlib, tempfile
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "toy.jsonl"
-    >>> path.write_text(json.dumps(make_header({"sigma": 0.5}, "h")) + "\n" + json.dumps(
-    ...     {"type": "record", "index": 0, "label": 1, "correct": True, "prediction": 1,
-    ...      "abstained": False, "radius": 0.3, "seconds": 0.1}) + "\n") > 0
-    True
-    >>> result = load_results(path)
-    >>> result.label, len(result.records), result.radii.tolist()
-    ('toy', 1, [0.3])
+    >>> from pathlib import Path
+    >>> rec = {"index": 0, "label": 1, "correct": True, "prediction": 1, "abstained": False,
+    ...        "radius": 0.3, "seconds": 0.1}
+    >>> result = ResultFile(Path("toy.jsonl"), header={}, records=[rec])
+    >>> result.label, len(result.records), result.radii.tolist(), result.claim
+    ('toy', 1, [0.3], 'majority')
 """
 
 from __future__ import annotations
@@ -25,9 +22,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from smoothcert.errors import ResultStoreError
-from smoothcert.runner.store import make_header, read_results
+from smoothcert.results.recertify import validated_records
+from smoothcert.results.store import read_results
 
-__all__ = ["ResultFile", "default_labels", "load_many", "load_results", "make_header"]
+__all__ = ["ResultFile", "default_labels", "load_many", "load_results"]
 
 _REQUIRED = ("index", "label", "correct", "abstained", "radius")
 
@@ -78,6 +76,51 @@ class ResultFile:
         object.__setattr__(self, "radii", radii)
         object.__setattr__(self, "abstained", abstained)
         object.__setattr__(self, "certified", correct & ~abstained)
+        for key, default in (("claim", "majority"), ("radius_unit", "l2")):
+            values = {r.get(key, default) for r in self.records}
+            if len(values) > 1:
+                raise ResultStoreError(
+                    f"{self.path}: records mix {key} values {sorted(values)}; valid: one "
+                    f"{key} per file (one run)"
+                )
+
+    @property
+    def claim(self) -> str:
+        """What the file's records claim: ``"majority"``, ``"flagged"`` or ``"prediction"``."""
+        return str(self.records[0].get("claim", "majority")) if self.records else "majority"
+
+    @property
+    def radius_unit(self) -> str:
+        """``"l2"`` (input units) or ``"tokens"``."""
+        return str(self.records[0].get("radius_unit", "l2")) if self.records else "l2"
+
+    @property
+    def method(self) -> str:
+        """The method of the run (from the header's config)."""
+        method = str(self.config.get("method", ""))
+        return {"cohen_top2": "cohen-top2"}.get(method, method)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The method parameters of the run (version-1 files: sigma, n0, n, alpha)."""
+        params = self.config.get("params")
+        if isinstance(params, Mapping):
+            return dict(params)
+        return {k: self.config[k] for k in ("sigma", "n0", "n", "alpha") if k in self.config}
+
+    def curves(self) -> NDArray[np.float64]:
+        """The ``(examples, d_max + 1)`` array of certified radii ``r(d)`` (hybrid files).
+
+        0 for records that are wrong or abstained; ragged curves are padded with 0, and
+        a record without a curve has its radius at d = 0.
+        """
+        rows = [r.get("radius_curve") or [r["radius"]] for r in self.records]
+        width = max((len(c) for c in rows), default=1)
+        out = np.zeros((len(rows), width))
+        for i, (curve, ok) in enumerate(zip(rows, self.certified, strict=True)):
+            if ok:
+                out[i, : len(curve)] = curve
+        return out
 
     @property
     def config(self) -> dict[str, Any]:
@@ -90,11 +133,16 @@ class ResultFile:
 
 
 def load_results(path: str | os.PathLike[str], *, label: str | None = None) -> ResultFile:
-    """Load one result file.
+    """Load one result file (format version 1 or 2), validating every record.
+
+    Records are never trusted: each is rebuilt, re-decided from its own evidence and
+    ``correct`` is recomputed (:func:`smoothcert.results.records.validate_record`), so
+    a string ``"false"``, a wrong ``correct`` or a radius its evidence does not certify
+    is a one-line error naming the file, the record and the field.
 
     Args:
         path: a JSON-lines file written by ``smoothcert certify`` /
-            :func:`smoothcert.runner.run_certification`.
+            :func:`smoothcert.runner.run_certification` (or ``recertify``).
         label: name for tables and plots (default: the file stem).
 
     Returns:
@@ -102,13 +150,13 @@ def load_results(path: str | os.PathLike[str], *, label: str | None = None) -> R
 
     Raises:
         ResultStoreError: if the file is missing, not a result file, corrupt before
-            its last line, or has records without the fields reports need.
+            its last line, or has an invalid record.
     """
     contents = read_results(path)
     return ResultFile(
         path=contents.path,
         header=contents.header,
-        records=contents.records,
+        records=validated_records(contents),
         label=label or "",
         torn_tail=contents.torn_tail,
     )

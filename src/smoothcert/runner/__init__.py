@@ -1,14 +1,13 @@
-"""Dataset certification runs: config hash, append-only result store, resume.
+"""Dataset certification runs: config hash, backends (local, Ray), one writer, resume.
 
-The configuration (:class:`RunConfig`) and the store (:class:`ResultStore`,
-:func:`read_results`) are pure Python/numpy; :func:`run_certification` and
-:func:`certify_example` need torch and are imported on first use, so that
-``smoothcert.reports`` can read result files without torch.
+The configuration (:class:`RunConfig`) is pure Python/numpy; :func:`run_certification`,
+:func:`certify_example` and the backends need torch and are imported on first use. The
+result-file format lives in :mod:`smoothcert.results`.
 
 Example:
     >>> from smoothcert.runner import RunConfig
-    >>> RunConfig(sigma=0.5).sigma
-    0.5
+    >>> RunConfig().method_params().sigma
+    0.25
 """
 
 from __future__ import annotations
@@ -17,55 +16,39 @@ from typing import TYPE_CHECKING, Any
 
 from smoothcert.runner.config import (
     HASHED_FIELDS,
-    METHODS,
     RunConfig,
     default_run_stem,
     example_seed,
 )
-from smoothcert.runner.store import (
-    FORMAT,
-    FORMAT_VERSION,
-    ResultContents,
-    ResultStore,
-    read_header,
-    read_results,
-)
 
 if TYPE_CHECKING:  # pragma: no cover
     from smoothcert.runner.run import (
+        RunJob,
         RunProgress,
         certify_example,
-        check_device,
         model_fingerprint,
         run_certification,
         validate_run,
     )
 
 _LAZY = {
+    "RunJob",
     "RunProgress",
     "certify_example",
-    "check_device",
     "model_fingerprint",
     "run_certification",
     "validate_run",
 }
 
 __all__ = [
-    "FORMAT",
-    "FORMAT_VERSION",
     "HASHED_FIELDS",
-    "METHODS",
-    "ResultContents",
-    "ResultStore",
     "RunConfig",
+    "RunJob",
     "RunProgress",
     "certify_example",
-    "check_device",
     "default_run_stem",
     "example_seed",
     "model_fingerprint",
-    "read_header",
-    "read_results",
     "run_certification",
     "validate_run",
 ]

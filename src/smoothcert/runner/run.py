@@ -1,17 +1,19 @@
-"""Certify a dataset split with a bundled (or user) model, resumably.
+"""Certify a dataset split with any registered method, on one machine or a Ray cluster, resumably.
 
-:func:`run_certification` validates the whole configuration, then certifies the
-selected examples one by one with :func:`smoothcert.methods.cohen.certify`, appending
-one record per example to a :class:`~smoothcert.runner.store.ResultStore`. Re-running
-it with the same configuration and output file resumes after the last complete
-record.
+:func:`run_certification` validates the whole configuration (output path first), then
+certifies the selected examples with the method of the config
+(:mod:`smoothcert.methods.registry`), appending one record per example to a
+:class:`~smoothcert.results.store.ResultStore`. Re-running it with the same
+configuration and output file resumes after the last complete record.
 
-Each example is certified by :func:`certify_example`, a pure function of the
-configuration, the model and the example (its seed comes from the run seed and the
-example's stable index), so the records do not depend on the order examples are run
-in, on resuming, or on how the examples are split among workers. This is the seam a
-distributed backend (one task per shard of examples, results merged into one store)
-plugs into.
+The work is a :class:`RunJob` (picklable: the config, and how to load the model and
+the dataset), executed by a backend (:mod:`smoothcert.runner.backends`): in this process
+(:class:`~smoothcert.runner.backends.LocalBackend`) or on a Ray cluster
+(:class:`~smoothcert.runner.ray_backend.RayBackend`). Records are written by one
+process, the caller's. Each example's record is a pure function of the configuration,
+the model and the example (its seed comes from the run seed and the example's stable
+index), so records do not depend on the backend, the number of workers, the order
+examples are run in, resuming, or on how many examples share a forward batch.
 """
 
 from __future__ import annotations
@@ -22,49 +24,24 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from smoothcert.errors import InvalidParameterError, ResultStoreError
-from smoothcert.methods.cohen import certify
+from smoothcert.methods.registry import MethodSpec
+from smoothcert.methods.sampler import Prepared, draw, draw_many
+from smoothcert.results.records import record_line
+from smoothcert.results.store import ResultStore, check_same_config, existing_header
+from smoothcert.runner.backends import LocalBackend
 from smoothcert.runner.config import HASHED_FIELDS, RunConfig, example_seed
-from smoothcert.runner.store import (
-    ResultStore,
-    check_same_config,
-    existing_header,
-)
 from smoothcert.sampling.device import check_device
+from smoothcert.sampling.fast_path import autocast_dtype_for, prepare_model
 
-
-class DatasetLike(Protocol):
-    """What a run needs from a dataset (``smoothcert.data.ImageDataset`` provides it).
-
-    Attributes:
-        images: float array ``(N, C, H, W)``, in the units sigma is given in.
-        labels: int array ``(N,)`` of class labels.
-        indices: int array ``(N,)`` of stable, unique, non-negative example ids.
-        num_classes: number of classes.
-
-    If it also has ``name`` and ``split``, they must match the run's config.
-    """
-
-    @property
-    def images(self) -> Any:  # noqa: D102
-        ...
-
-    @property
-    def labels(self) -> Any:  # noqa: D102
-        ...
-
-    @property
-    def indices(self) -> Any:  # noqa: D102
-        ...
-
-    @property
-    def num_classes(self) -> int:  # noqa: D102
-        ...
+MAX_SAMPLES_PER_EXAMPLE = 10**9
+"""Noisy samples per example above which a run is refused unless ``allow_large=True``
+(10^9 forward samples of even a tiny model take hours per example on a CPU)."""
 
 
 @dataclass(frozen=True)
@@ -116,85 +93,165 @@ def model_fingerprint(model: Any) -> str | None:
     return digest.hexdigest()
 
 
+def dataset_kind_of(dataset: Any) -> str:
+    """``"text_image"``, ``"text"`` or ``"image"``: what a dataset object holds."""
+    has_tokens = hasattr(dataset, "tokens")
+    has_images = hasattr(dataset, "images")
+    if has_tokens and has_images:
+        return "text_image"
+    return "text" if has_tokens else "image"
+
+
+def _tensor(array: Any) -> torch.Tensor:
+    # a private copy: dataset arrays may be read-only (torch warns on those)
+    return array if torch.is_tensor(array) else torch.from_numpy(np.array(array, copy=True))
+
+
+def example_inputs(
+    spec: MethodSpec, dataset: Any, position: int
+) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
+    """The model inputs of the example at ``position``, and per-example sampling options.
+
+    Inputs by the method's input kind: ``image``: ``(image,)``; ``tokens``: ``(tokens,)``
+    or ``(tokens, image)`` (the image is passed unchanged); ``tokens+image``:
+    ``(tokens, image)``. Options: ``{"eligible": mask}`` when the dataset has
+    per-example eligible token positions (used by the ``"given"`` threat).
+    """
+    if spec.input_kind == "image":
+        return (_tensor(dataset.images[position]),), {}
+    tokens = _tensor(dataset.tokens[position])
+    inputs = (
+        (tokens, _tensor(dataset.images[position])) if hasattr(dataset, "images") else (tokens,)
+    )
+    eligible = getattr(dataset, "eligible", None)
+    return inputs, ({} if eligible is None else {"eligible": np.asarray(eligible[position])})
+
+
 def certify_example(
     config: RunConfig,
     model: Callable[..., torch.Tensor],
-    image: Any,
+    inputs: tuple[Any, ...],
     *,
     label: int,
     index: int,
     num_classes: int | None = None,
     device: torch.device | str | None = None,
+    eligible: Any = None,
 ) -> dict[str, Any]:
     """Certify one example and return its record (pure given config, model and index).
 
     Args:
-        config: the run configuration (method, sigma, n0, n, alpha, batch size, seed).
-        model: the classifier, in eval mode.
-        image: one input without batch axis (numpy array or tensor), in the units
-            of sigma.
+        config: the run configuration (method and parameters, batch size, seed, ...).
+        model: the classifier, in eval mode (as run: fast-path wrappers applied).
+        inputs: the example's model inputs without batch axis (see :func:`example_inputs`).
         label: the true class.
         index: the example's stable index; with ``config.seed`` it fixes the
             example's seed (:func:`~smoothcert.runner.config.example_seed`).
         num_classes: expected number of model outputs (checked), or None.
         device: device to sample on; default the model's device.
+        eligible: the example's eligible token positions (``"given"`` threat only).
 
     Returns:
-        ``{"type": "record", "index", "label", "correct", **CertifyResult.to_dict()}``
-        where ``correct`` is True iff the method did not abstain and predicted
-        ``label``.
+        The record line (:func:`smoothcert.results.records.record_line`).
 
     Raises:
-        InvalidParameterError: on a bad input or model output.
+        InvalidParameterError: on a bad input or model output, naming the example index.
     """
-    # a private copy: dataset arrays may be read-only (torch warns on those)
-    x = image if torch.is_tensor(image) else torch.from_numpy(np.array(image, copy=True))
-    result = certify(
+    options = {} if eligible is None else {"eligible": eligible}
+    return certify_examples(
+        config,
         model,
-        x,
-        sigma=config.sigma,
-        n0=config.n0,
-        n=config.n,
-        alpha=config.alpha,
-        batch_size=config.batch_size,
-        seed=example_seed(config.seed, index),
+        [(inputs, int(label), int(index), options)],
         num_classes=num_classes,
-        top2=config.top2,
         device=device,
-    )
-    label = int(label)
-    correct = (not result.abstained) and result.prediction == label
-    return {
-        "type": "record",
-        "index": int(index),
-        "label": label,
-        "correct": bool(correct),
-        **result.to_dict(),
-    }
+    )[0]
+
+
+def certify_examples(
+    config: RunConfig,
+    model: Callable[..., torch.Tensor],
+    examples: Sequence[tuple[tuple[Any, ...], int, int, dict[str, Any]]],
+    *,
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    share_batches: bool = False,
+) -> list[dict[str, Any]]:
+    """Certify several examples ``(inputs, label, index, options)``; one record each, in order.
+
+    ``options`` are per-example keyword arguments of the method's ``prepare`` (e.g.
+    ``eligible``, see :func:`example_inputs`).
+
+    With ``share_batches`` their noisy samples go through the model in shared forward
+    passes (:func:`smoothcert.methods.sampler.draw_many`); the records are the same.
+
+    Raises:
+        InvalidParameterError: on a bad input or model output, naming the example index.
+    """
+    spec = config.spec
+    params = config.method_params()
+    preparer = spec.load_preparer()
+    autocast = autocast_dtype_for(config.precision)
+    prepared: list[Prepared] = []
+    for inputs, _, index, options in examples:
+        try:
+            prepared.append(
+                preparer(
+                    model,
+                    inputs,
+                    params,
+                    seed=example_seed(config.seed, index),
+                    batch_size=config.batch_size,
+                    num_classes=num_classes,
+                    device=device,
+                    autocast_dtype=autocast,
+                    **options,
+                )
+            )
+        except InvalidParameterError as err:
+            raise InvalidParameterError(f"example index {index}: {err}") from err
+    try:
+        if share_batches and len(prepared) > 1:
+            evidences = draw_many(prepared)
+        else:
+            evidences = [draw(p) for p in prepared]
+    except InvalidParameterError as err:
+        where = ", ".join(str(index) for _, _, index, _ in examples)
+        raise InvalidParameterError(f"example index {where}: {err}") from err
+    return [
+        record_line(spec.decide(evidence, params), index=index, label=label)
+        for evidence, (_, label, index, _) in zip(evidences, examples, strict=True)
+    ]
 
 
 def _check_output_path(output_path: Any) -> Path:
+    """Check the output path is a writable file path, before anything is loaded."""
     if not isinstance(output_path, (str, os.PathLike)) or not str(output_path):
-        raise InvalidParameterError(f"output_path = {output_path!r} is invalid; valid: a file path")
+        raise InvalidParameterError(f"output = {output_path!r} is invalid; valid: a file path")
     path = Path(output_path)
     if path.is_dir():
         raise InvalidParameterError(
-            f"output_path = {str(path)!r} is invalid; valid: a file path (it is a directory)"
+            f"output = {str(path)!r} is invalid; valid: a file path (it is a directory)"
+        )
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise InvalidParameterError(
+                f"output = {str(path)!r} is not writable; valid: a file you can write"
+            )
+        return path
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidParameterError(
+            f"output = {str(path)!r} cannot be created ({str(parent)!r} is not a writable "
+            "directory); valid: a path in a directory you can write"
         )
     return path
 
 
-def _check_existing_file(path: Path, config: RunConfig) -> None:
-    """Refuse early (before loading anything) if ``path`` holds another config."""
-    header = existing_header(path)
-    if header is None:
-        return
-    check_same_config(header, path=path, config=config.to_dict(), config_hash=config.config_hash())
-
-
 def _check_bundled_names(config: RunConfig, *, need_model: bool, need_dataset: bool) -> None:
     if need_dataset:
-        from smoothcert.data import dataset_splits, list_datasets
+        from smoothcert.data import dataset_kind, dataset_splits, list_datasets
 
         datasets = list(list_datasets())
         if config.dataset not in datasets:
@@ -207,6 +264,7 @@ def _check_bundled_names(config: RunConfig, *, need_model: bool, need_dataset: b
                 f"split = {config.split!r} is invalid for dataset {config.dataset!r}; "
                 f"valid values: {', '.join(splits)}"
             )
+        _check_kind_fits(config, dataset_kind(config.dataset))
     if need_model:
         from smoothcert.models import available_sigmas, list_models
 
@@ -216,21 +274,35 @@ def _check_bundled_names(config: RunConfig, *, need_model: bool, need_dataset: b
                 f"model = {config.model!r} is invalid; valid values: {', '.join(models)}"
             )
         sigmas = [float(s) for s in available_sigmas(config.model)]
-        if not any(math.isclose(config.sigma, s, rel_tol=1e-9) for s in sigmas):
+        wanted = config.weights_sigma
+        if wanted is None and len(sigmas) != 1:
             raise InvalidParameterError(
-                f"sigma = {config.sigma!r} is invalid for model {config.model!r}; valid "
-                f"values: {', '.join(str(s) for s in sigmas)} (the noise levels it was "
-                "trained at)"
+                f"model_sigma = None is invalid for model {config.model!r} with method "
+                f"{config.method!r} (no sigma parameter); valid values: "
+                f"{', '.join(str(s) for s in sigmas)}"
             )
+        if wanted is not None and not any(math.isclose(wanted, s, rel_tol=1e-9) for s in sigmas):
+            name = "model_sigma" if config.model_sigma is not None else "sigma"
+            raise InvalidParameterError(
+                f"{name} = {wanted!r} is invalid for model {config.model!r}; valid "
+                f"values: {', '.join(str(s) for s in sigmas)} (the noise levels it was "
+                "trained at; pass --model-sigma to certify at another sigma)"
+            )
+
+
+def _check_kind_fits(config: RunConfig, kind: str) -> None:
+    config.spec.check_dataset_kind(kind, dataset=config.dataset)
 
 
 def _check_dataset(dataset: Any, config: RunConfig) -> int:
-    for attr in ("images", "labels", "indices", "num_classes"):
+    for attr in ("labels", "indices", "num_classes"):
         if not hasattr(dataset, attr):
             raise InvalidParameterError(
                 f"dataset of type {type(dataset).__name__} is invalid; valid: an object with "
-                "images, labels, indices and num_classes (e.g. smoothcert.data.ImageDataset)"
+                "labels, indices, num_classes and images and/or tokens (e.g. "
+                "smoothcert.data.ImageDataset)"
             )
+    _check_kind_fits(config, dataset_kind_of(dataset))
     name, split = getattr(dataset, "name", None), getattr(dataset, "split", None)
     if name is not None and (name, split) != (config.dataset, config.split):
         raise InvalidParameterError(
@@ -238,10 +310,12 @@ def _check_dataset(dataset: Any, config: RunConfig) -> int:
             f"{config.dataset!r}/{config.split!r}; valid: the same names (they are recorded)"
         )
     size = len(dataset.labels)
-    if len(dataset.images) != size or len(dataset.indices) != size:
+    columns = [a for a in ("images", "tokens") if hasattr(dataset, a)]
+    if any(len(getattr(dataset, a)) != size for a in columns) or len(dataset.indices) != size:
         raise InvalidParameterError(
-            f"dataset has {len(dataset.images)} images, {size} labels and "
-            f"{len(dataset.indices)} indices; valid: the same number of each"
+            f"dataset has {size} labels, {len(dataset.indices)} indices and "
+            f"{[len(getattr(dataset, a)) for a in columns]} {columns}; valid: the same number "
+            "of each"
         )
     indices = np.asarray(dataset.indices)
     if size and (
@@ -259,6 +333,18 @@ def _check_dataset(dataset: Any, config: RunConfig) -> int:
     return size
 
 
+def check_sample_budget(config: RunConfig, *, allow_large: bool) -> None:
+    """Refuse more than :data:`MAX_SAMPLES_PER_EXAMPLE` samples per example unless allowed."""
+    per_example = config.samples_per_example()
+    if per_example > MAX_SAMPLES_PER_EXAMPLE and not allow_large:
+        raise InvalidParameterError(
+            f"n0 + n = {per_example:,} noisy samples per example is above the limit of "
+            f"{MAX_SAMPLES_PER_EXAMPLE:,}; valid: at most {MAX_SAMPLES_PER_EXAMPLE:,}, or "
+            "allow it explicitly (--allow-large / allow_large=True) after checking the time "
+            "it will take"
+        )
+
+
 def validate_run(
     config: RunConfig,
     output_path: str | os.PathLike[str],
@@ -266,20 +352,14 @@ def validate_run(
     device: str | torch.device = "cpu",
     bundled_model: bool = True,
     bundled_dataset: bool = True,
+    allow_large: bool = False,
 ) -> tuple[Path, torch.device]:
     """Every check :func:`run_certification` makes before loading anything.
 
-    Checks the config type, the output path, the device, that an existing output
-    file holds the same config hash, and the bundled model, dataset, split and
-    sigma names (when they are used). Cheap: nothing is loaded and no file is written.
-
-    Args:
-        config: the run configuration (its values are validated on construction).
-        output_path: the result file.
-        device: the device name.
-        bundled_model: check ``config.model`` and ``config.sigma`` against the
-            bundled models.
-        bundled_dataset: check ``config.dataset`` against the bundled datasets.
+    Checks the config type, the output path (a writable file path), the device, that an
+    existing output file holds the same config hash, the sample budget, and the bundled
+    model, dataset, split and sigma names and that the dataset fits the method (when
+    they are used). Cheap: nothing is loaded and no file is written.
 
     Returns:
         ``(path, device)``, parsed.
@@ -295,9 +375,118 @@ def validate_run(
         )
     path = _check_output_path(output_path)
     dev = check_device(device)
-    _check_existing_file(path, config)
+    header = existing_header(path)
+    if header is not None:
+        check_same_config(
+            header, path=path, config=config.to_dict(), config_hash=config.config_hash()
+        )
+    check_sample_budget(config, allow_large=allow_large)
     _check_bundled_names(config, need_model=bundled_model, need_dataset=bundled_dataset)
     return path, dev
+
+
+class RunJob:
+    """The work of a run: certify the examples at given positions (a picklable ShardJob).
+
+    A worker calls :meth:`prepare` once (it loads the bundled model and dataset, or
+    uses the ones given, and applies the fast-path options), then :meth:`run_shard`.
+
+    Args:
+        config: the run configuration.
+        device: device name the worker runs the model on.
+        model: a user model (sent to each worker), or None for the bundled one.
+        dataset: a user dataset, or None for the bundled one.
+        examples_per_batch: examples whose noisy samples share forward passes, >= 1.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        device: str,
+        model: Any = None,
+        dataset: Any = None,
+        examples_per_batch: int = 1,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.user_model = model
+        self.user_dataset = dataset
+        self.examples_per_batch = examples_per_batch
+        self._model: Any = None
+        self._data: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_model"] = state["_data"] = None  # each worker loads its own copy
+        return state
+
+    def load_dataset(self) -> Any:
+        """The dataset (the user's, or the bundled one named by the config)."""
+        if self._data is None:
+            if self.user_dataset is not None:
+                self._data = self.user_dataset
+            else:
+                from smoothcert.data import load_dataset
+
+                self._data = load_dataset(self.config.dataset, split=self.config.split)
+        return self._data
+
+    def load_model(self) -> Any:
+        """The model as certified: on the device, in eval mode, fast-path options applied."""
+        if self._model is None:
+            self._model = prepare_model(
+                self.raw_model(),
+                compile=self.config.compile,
+                channels_last=self.config.channels_last,
+            )
+        return self._model
+
+    def raw_model(self) -> Any:
+        """The user's or bundled model on the device (before fast-path wrappers)."""
+        if self.user_model is not None:
+            model = self.user_model
+            if isinstance(model, torch.nn.Module):
+                model = model.to(self.device)
+            return model
+        from smoothcert.models import available_sigmas, load_model
+
+        sigma = self.config.weights_sigma
+        if sigma is None:
+            (sigma,) = available_sigmas(self.config.model)
+        return load_model(self.config.model, sigma=sigma, device=self.device)
+
+    def prepare(self) -> None:
+        """Load the model and the dataset once per worker process (idempotent)."""
+        self.load_dataset()
+        self.load_model()
+
+    def run_shard(self, positions: Sequence[int]) -> list[dict[str, Any]]:
+        """Certify the examples at ``positions``; one record each, in order."""
+        self.prepare()
+        data, model = self._data, self._model
+        spec = self.config.spec
+        indices = np.asarray(data.indices)
+        labels = np.asarray(data.labels)
+        records: list[dict[str, Any]] = []
+        step = max(1, self.examples_per_batch)
+        for start in range(0, len(positions), step):
+            chunk = positions[start : start + step]
+            examples = []
+            for p in chunk:
+                inputs, options = example_inputs(spec, data, int(p))
+                examples.append((inputs, int(labels[p]), int(indices[p]), options))
+            records.extend(
+                certify_examples(
+                    self.config,
+                    model,
+                    examples,
+                    num_classes=int(data.num_classes),
+                    device=self.device,
+                    share_batches=step > 1,
+                )
+            )
+        return records
 
 
 def run_certification(
@@ -307,31 +496,42 @@ def run_certification(
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     model: Callable[..., torch.Tensor] | None = None,
-    dataset: DatasetLike | None = None,
+    dataset: Any = None,
+    backend: Any = None,
+    examples_per_batch: int = 1,
+    allow_large: bool = False,
 ) -> Path:
     """Certify the examples selected by ``config`` and append their records to a file.
 
     Everything is validated before the model is loaded or any noise is drawn: the
-    config's values, the device, the model, dataset and sigma names, and (if the
-    output file exists) that it holds the same config hash. Examples already in the
-    file are skipped, so re-running after a crash resumes. Each record is flushed
-    and fsync-ed as soon as it is computed.
+    output path, the config's values, the device, the model, dataset and sigma names,
+    that the dataset fits the method, the sample budget, and (if the output file
+    exists) that it holds the same config hash. Examples already in the file are
+    skipped, so re-running after a crash resumes; the file records each run's selection
+    of examples. Each record is flushed and fsync-ed as soon as it reaches the writer
+    (this process), whichever backend computed it.
 
     Args:
         config: the run configuration.
         output_path: the JSON-lines result file (created with its parent directories;
-            format in :mod:`smoothcert.runner.store`).
+            format in :mod:`smoothcert.results.store`).
         device: device the model runs and the noise is drawn on. Not part of the
             config hash (it is recorded in the header); CPU and CUDA draw different
-            noise for the same seed.
+            noise for the same seed. With Ray, each worker uses this device type.
         progress: optional callback, called once before the first example and after
             every stored record, with a :class:`RunProgress`.
         model: optional user model (eval mode) to certify instead of the bundled
             ``config.model`` (which then only labels the run); its weights'
             fingerprint is recorded and checked on resume.
-        dataset: optional dataset object (see :class:`DatasetLike`) instead of the
-            bundled ``config.dataset``/``config.split``; its name and split must
-            match the config.
+        dataset: optional dataset object (``ImageDataset``-like, or with ``tokens``)
+            instead of the bundled ``config.dataset``/``config.split``; its name and
+            split must match the config.
+        backend: where examples are certified: None or a
+            :class:`~smoothcert.runner.backends.LocalBackend` (this process), or a
+            :class:`~smoothcert.runner.ray_backend.RayBackend`.
+        examples_per_batch: examples whose noisy samples share forward passes (a tiny
+            model runs near its bare forward throughput); records are the same.
+        allow_large: allow more than :data:`MAX_SAMPLES_PER_EXAMPLE` samples per example.
 
     Returns:
         The path of the result file.
@@ -342,37 +542,38 @@ def run_certification(
             weights, is corrupt before its last line, or is locked by another run.
         AssetError: if bundled weights or data are missing or fail their checksum.
     """
+    from smoothcert._validation import check_int
+
+    examples_per_batch = check_int(examples_per_batch, name="examples_per_batch", minimum=1)
     path, dev = validate_run(
         config,
         output_path,
         device=device,
         bundled_model=model is None,
         bundled_dataset=dataset is None,
+        allow_large=allow_large,
     )
-
-    data: DatasetLike
-    if dataset is None:
-        from smoothcert.data import load_dataset
-
-        data = load_dataset(config.dataset, split=config.split)
-    else:
-        data = dataset
+    job = RunJob(
+        config,
+        device=str(dev),
+        model=model,
+        dataset=dataset,
+        examples_per_batch=examples_per_batch,
+    )
+    data = job.load_dataset()
     size = _check_dataset(data, config)
     positions: Sequence[int] = config.select_positions(size)
-
-    if model is None:
-        from smoothcert.models import load_model
-
-        model = load_model(config.model, sigma=config.sigma, device=str(dev))
-    elif isinstance(model, torch.nn.Module):
-        model = model.to(dev)
-    fingerprint = model_fingerprint(model)
+    raw = job.raw_model()
+    fingerprint = model_fingerprint(raw)
+    if model is not None:
+        job.user_model = raw  # already on the device
 
     extra = {
         "device": str(dev),
         "model_fingerprint": fingerprint,
-        "model_weights_sha256": getattr(model, "weights_sha256", None),
+        "model_weights_sha256": getattr(raw, "weights_sha256", None),
     }
+    backend = backend if backend is not None else LocalBackend()
     with ResultStore.open(
         path,
         config=config.to_dict(),
@@ -390,22 +591,38 @@ def run_certification(
             )
         done = store.done_indices
         indices = np.asarray(data.indices)
-        labels = np.asarray(data.labels)
         todo = [p for p in positions if int(indices[p]) not in done]
         resumed = len(positions) - len(todo)
+        if todo:
+            store.record_selection(config.selection())
         if progress is not None:
             progress(RunProgress(resumed, len(positions), resumed, None))
-        for count, pos in enumerate(todo, start=1):
-            record = certify_example(
-                config,
-                model,
-                data.images[pos],
-                label=int(labels[pos]),
-                index=int(indices[pos]),
-                num_classes=int(data.num_classes),
-                device=dev,
-            )
-            store.append(record)
-            if progress is not None:
-                progress(RunProgress(resumed + count, len(positions), resumed, record))
+        state = {"done": resumed}
+
+        def on_records(records: list[dict[str, Any]]) -> None:
+            for record in records:
+                if int(record["index"]) in store.done_indices:
+                    continue  # a retried shard: already stored, never duplicated
+                store.append(record)
+                state["done"] += 1
+                if progress is not None:
+                    progress(RunProgress(state["done"], len(positions), resumed, record))
+
+        shard_size = examples_per_batch if isinstance(backend, LocalBackend) else None
+        shards = _shards(todo, backend, shard_size)
+        backend.run(job, shards, on_records)
     return path
+
+
+def _shards(todo: list[int], backend: Any, shard_size: int | None) -> list[list[int]]:
+    """Cut the positions to run into shards.
+
+    Local runs use shards of ``examples_per_batch`` positions, so each record is stored
+    as soon as it is computed; other backends their ``shard_size`` (default
+    :data:`~smoothcert.runner.ray_backend.DEFAULT_SHARD_SIZE`).
+    """
+    from smoothcert.runner.ray_backend import DEFAULT_SHARD_SIZE, shard_positions
+
+    if shard_size is None:
+        shard_size = int(getattr(backend, "shard_size", DEFAULT_SHARD_SIZE))
+    return shard_positions(todo, shard_size)

@@ -15,6 +15,15 @@ File format (UTF-8, one JSON object per line, ``\n`` terminated):
     {"type": "record", "index": <stable id>, "label": <int>, "correct": <bool>,
      ...every field of CertifyResult.to_dict()...}
 
+  and, before the records of each run that appended to the file, one line naming the
+  examples that run selected (so the file always says which examples were asked for)::
+
+    {"type": "selection", "selection": {"start": 0, "skip": 1, "num_examples": 4},
+     "created": "<ISO 8601 UTC>"}
+
+Version 1 files (smoothcert 0.1) have no selection lines and records without
+evidence; :mod:`smoothcert.results.records` reads them.
+
 Every line is written with one ``write`` call, flushed and ``os.fsync``-ed, so after a
 crash (or SIGKILL) at most the LAST line can be incomplete. Opening a file for
 appending drops such an incomplete or corrupt last line (truncating the file back to
@@ -62,8 +71,11 @@ except ImportError:  # pragma: no cover - platform dependent
 FORMAT = "smoothcert-results"
 """Value of the header's ``format`` key."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the file format this module writes and the newest it reads."""
+
+READABLE_VERSIONS = (1, 2)
+"""Format versions this module reads (version 1 is read-only: never appended to)."""
 
 _VERSIONED_PACKAGES = ("smoothcert", "torch", "numpy", "scipy")
 _HEADER_PREFIX = b'{"type": "header"'  # how every header line written here starts
@@ -143,18 +155,24 @@ class ResultContents:
         records: the record objects, in file order.
         torn_tail: True if an incomplete or corrupt last line was ignored (a run that
             crashed mid-write, or one that is writing right now).
+        selections: the example selections of the runs that wrote the file, in order.
+        record_lines: the line number (1-based) of each record, for messages.
     """
 
     path: Path
     header: dict[str, Any]
     records: list[dict[str, Any]]
     torn_tail: bool = False
+    selections: tuple[dict[str, Any], ...] = ()
+    record_lines: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class _Parsed:
     header: dict[str, Any] | None
     records: list[dict[str, Any]]
+    selections: list[dict[str, Any]]
+    record_lines: list[int]
     keep: int  # number of leading bytes that hold complete, valid lines
     torn_tail: bool  # the last line was incomplete/corrupt and is not kept
     needs_newline: bool  # the last kept line is valid JSON but lacks its "\n"
@@ -181,7 +199,11 @@ def _check_header(header: dict[str, Any], path: Path) -> None:
     if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise ResultStoreError(
             f"{path} has format_version = {version!r}; this smoothcert reads versions "
-            f"<= {FORMAT_VERSION}: upgrade smoothcert to read it"
+            f"{', '.join(map(str, READABLE_VERSIONS))}: upgrade smoothcert to read it"
+        )
+    if version not in READABLE_VERSIONS:
+        raise ResultStoreError(
+            f"{path} has format_version = {version!r}; valid: {READABLE_VERSIONS}"
         )
     if not isinstance(header.get("config_hash"), str) or not isinstance(header.get("config"), dict):
         raise ResultStoreError(f"{path} has a header without config and config_hash")
@@ -237,14 +259,21 @@ def _parse(data: bytes, path: Path) -> _Parsed:
                 f"{path} is not a smoothcert result file (its first line is not a "
                 f"'{FORMAT}' header); refusing to use it"
             )
-        return _Parsed(None, [], 0, torn, False)
+        return _Parsed(None, [], [], [], 0, torn, False)
     header = objects[0]
     _check_header(header, path)
-    records = objects[1:]
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    selections: list[dict[str, Any]] = []
     seen: set[int] = set()
-    for number, record in enumerate(records, start=2):
-        seen.add(_check_record(record, seen, f"{path}: line {number}"))
-    return _Parsed(header, records, keep, torn, needs_newline)
+    for number, obj in enumerate(objects[1:], start=2):
+        if obj.get("type") == "selection" and isinstance(obj.get("selection"), dict):
+            selections.append(obj["selection"])
+            continue
+        seen.add(_check_record(obj, seen, f"{path}: line {number}"))
+        records.append(obj)
+        lines.append(number)
+    return _Parsed(header, records, selections, lines, keep, torn, needs_newline)
 
 
 def read_results(path: str | os.PathLike[str]) -> ResultContents:
@@ -273,7 +302,14 @@ def read_results(path: str | os.PathLike[str]) -> ResultContents:
     parsed = _parse(data, path)
     if parsed.header is None:
         raise ResultStoreError(f"result file {path} is empty (no complete header line)")
-    return ResultContents(path, parsed.header, parsed.records, parsed.torn_tail)
+    return ResultContents(
+        path,
+        parsed.header,
+        parsed.records,
+        parsed.torn_tail,
+        tuple(parsed.selections),
+        tuple(parsed.record_lines),
+    )
 
 
 def existing_header(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -302,11 +338,21 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _config_differences(header: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     old = header.get("config", {})
     names = header.get("hashed_fields") or sorted(set(old) | set(config))
-    diffs = [
-        f"{name}: {old.get(name)!r} in the file, {config.get(name)!r} now"
-        for name in names
-        if old.get(name) != config.get(name)
-    ]
+    diffs = []
+    for name in names:
+        was, now = old.get(name), config.get(name)
+        if was == now:
+            continue
+        if isinstance(was, Mapping) and isinstance(now, Mapping):
+            # nested method parameters: name the parameters that differ, not the dicts
+            keys = dict.fromkeys([*was, *now])
+            diffs += [
+                f"{name}.{key}: {was.get(key)!r} in the file, {now.get(key)!r} now"
+                for key in keys
+                if was.get(key) != now.get(key)
+            ]
+        else:
+            diffs.append(f"{name}: {was!r} in the file, {now!r} now")
     return "; ".join(diffs)
 
 
@@ -381,12 +427,14 @@ class ResultStore:
         header: dict[str, Any],
         records: list[dict[str, Any]],
         repaired: bool,
+        selections: list[dict[str, Any]] | None = None,
     ) -> None:
         self.path = path
         self._handle: IO[bytes] | None = handle
         self.header = header
         self.records = records
         self.repaired = repaired
+        self.selections = list(selections or [])
         self._done = {int(r["index"]) for r in records}
 
     @classmethod
@@ -440,6 +488,12 @@ class ResultStore:
                     _fsync_directory(path.parent)
                 return cls(path, handle, header, [], parsed.torn_tail)
             header = parsed.header
+            if header.get("format_version") != FORMAT_VERSION:
+                raise ResultStoreError(
+                    f"{path} is a format_version {header.get('format_version')} result file; "
+                    f"this smoothcert appends to version {FORMAT_VERSION} files only (read it "
+                    "with report/export/recertify, or choose another output file)"
+                )
             check_same_config(header, path=path, config=config, config_hash=config_hash)
             if parsed.torn_tail:
                 handle.truncate(parsed.keep)
@@ -447,7 +501,14 @@ class ResultStore:
                 handle.write(b"\n")
             handle.flush()
             os.fsync(handle.fileno())
-            return cls(path, handle, header, list(parsed.records), parsed.torn_tail)
+            return cls(
+                path,
+                handle,
+                header,
+                list(parsed.records),
+                parsed.torn_tail,
+                parsed.selections,
+            )
         except BaseException:
             handle.close()
             raise
@@ -475,6 +536,31 @@ class ResultStore:
     def done_indices(self) -> frozenset[int]:
         """Stable indices of the examples already stored."""
         return frozenset(self._done)
+
+    def record_selection(self, selection: Mapping[str, Any]) -> None:
+        """Write a selection line unless ``selection`` is the file's latest one.
+
+        Called by a run before it appends records, so that the file names every
+        selection of examples that was run into it.
+
+        Args:
+            selection: JSON-serialisable description of the selected examples.
+
+        Raises:
+            ResultStoreError: if the store is closed.
+        """
+        if self._handle is None:
+            raise ResultStoreError(f"result store {self.path} is closed")
+        selection = dict(selection)
+        if self.selections and self.selections[-1] == selection:
+            return
+        line = {
+            "type": "selection",
+            "selection": selection,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        self._write_line(self._handle, line)
+        self.selections.append(selection)
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one record, then flush and fsync it.

@@ -5,9 +5,17 @@ from pathlib import Path
 
 import pytest
 
+from result_records import cohen_record
 from smoothcert.errors import ResultStoreError
 from smoothcert.records import CertifyResult
-from smoothcert.runner.store import FORMAT, ResultStore, read_header, read_results
+from smoothcert.results import (
+    FORMAT,
+    FORMAT_VERSION,
+    READABLE_VERSIONS,
+    ResultStore,
+    read_header,
+    read_results,
+)
 
 CONFIG = {"model": "m", "sigma": 0.25, "n": 100}
 HASH_A = "a" * 64
@@ -15,22 +23,8 @@ HASH_B = "b" * 64
 
 
 def record(index: int, *, label: int = 1) -> dict[str, object]:
-    result = CertifyResult(
-        method="cohen",
-        prediction=label,
-        abstained=False,
-        radius=0.1 * index,
-        p_lower=0.9,
-        n0=10,
-        n=100,
-        alpha=0.001,
-        seed=index,
-        seconds=0.01,
-        counts_selection=(0, 10),
-        counts_estimation=(5, 95),
-        params={"sigma": 0.25},
-    )
-    return {"type": "record", "index": index, "label": label, "correct": True, **result.to_dict()}
+    # a real version-2 record (evidence with selection and estimation counts)
+    return cohen_record(index, label, label, 0.1 * (index + 1), 0.01)
 
 
 def write(path: Path, indices: list[int]) -> list[dict[str, object]]:
@@ -49,6 +43,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert not contents.torn_tail
     header = contents.header
     assert header["type"] == "header" and header["format"] == FORMAT
+    assert header["format_version"] == FORMAT_VERSION == 2 and READABLE_VERSIONS == (1, 2)
     assert header["config"] == CONFIG and header["config_hash"] == HASH_A
     assert set(header["versions"]) == {"smoothcert", "torch", "numpy", "scipy", "python"}
     assert header["created"].endswith("+00:00")
@@ -56,10 +51,11 @@ def test_round_trip(tmp_path: Path) -> None:
     # every line is one JSON object terminated by a newline
     lines = path.read_bytes().split(b"\n")
     assert lines[-1] == b"" and len(lines) == 5
-    back = CertifyResult.from_dict(
-        {k: v for k, v in recs[0].items() if k not in ("type", "index", "label", "correct")}
-    )
-    assert back.counts_estimation == (5, 95)
+    fields = {k: v for k, v in recs[0].items() if k not in ("type", "index", "label", "correct")}
+    back = CertifyResult.from_dict(fields)
+    assert back.to_dict() == fields
+    assert back.counts_estimation == tuple(fields["evidence"]["stages"][1]["counts"])
+    assert back.n0 == 10 and back.n == 1000 and sum(back.counts_estimation) == 1000
 
 
 def test_reopen_resumes(tmp_path: Path) -> None:
@@ -84,6 +80,17 @@ def test_config_hash_mismatch_is_refused(tmp_path: Path) -> None:
     assert str(path) in message and HASH_A in message and HASH_B in message
     assert "sigma: 0.25 in the file, 0.5 now" in message
     assert path.read_bytes() == before
+
+
+def test_nested_parameter_differences_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    config = {"method": "cohen", "params": {"sigma": 0.25, "n": 100}}
+    with ResultStore.open(path, config=config, config_hash=HASH_A):
+        pass
+    other = {"method": "cohen", "params": {"sigma": 0.25, "n": 200}}
+    with pytest.raises(ResultStoreError) as info:
+        ResultStore.open(path, config=other, config_hash=HASH_B)
+    assert "(params.n: 100 in the file, 200 now)" in str(info.value)
 
 
 def test_truncated_last_line_is_dropped_on_open(tmp_path: Path) -> None:
@@ -220,3 +227,37 @@ def test_bad_records_are_rejected_before_writing(tmp_path: Path) -> None:
         assert path.stat().st_size == size
     with pytest.raises(ResultStoreError, match="closed"):
         store.append(record(0))
+
+
+def test_selections_are_recorded_once_per_run(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    first = {"num_examples": 2, "skip": 1, "start": 0}
+    second = {"num_examples": 2, "skip": 1, "start": 5}
+    with ResultStore.open(path, config=CONFIG, config_hash=HASH_A) as store:
+        store.record_selection(first)
+        store.append(record(0))
+        store.record_selection(first)  # the same selection again: no new line
+        store.append(record(1))
+    with ResultStore.open(path, config=CONFIG, config_hash=HASH_A) as store:
+        assert store.selections == [first] and store.done_indices == {0, 1}
+        store.record_selection(second)
+        store.append(record(5))
+    contents = read_results(path)
+    assert contents.selections == (first, second)
+    assert [r["index"] for r in contents.records] == [0, 1, 5]
+    types = [json.loads(line)["type"] for line in path.read_text().splitlines()]
+    assert types == ["header", "selection", "record", "record", "selection", "record"]
+
+
+def test_version_1_files_are_read_but_never_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "v1.jsonl"
+    write(path, [0])
+    header, rest = path.read_text().split("\n", 1)
+    obj = json.loads(header)
+    obj["format_version"] = 1
+    path.write_text(json.dumps(obj) + "\n" + rest)
+    before = path.read_bytes()
+    assert read_header(path)["format_version"] == 1
+    with pytest.raises(ResultStoreError, match="format_version 1 result file"):
+        ResultStore.open(path, config=CONFIG, config_hash=HASH_A)
+    assert path.read_bytes() == before

@@ -1,0 +1,78 @@
+"""Checks shared by the decision modules (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
+
+from smoothcert.errors import InvalidParameterError
+from smoothcert.records import Evidence, Facts, StageEvidence
+
+
+def require_stage(evidence: Evidence, role: str, *, n: int, method: str) -> StageEvidence:
+    """Return the ``role`` stage of ``evidence`` with counts, checking it drew ``n`` samples.
+
+    Raises:
+        InvalidParameterError: if the stage is missing, has no class counts, or its
+            sample size differs from the parameters' (evidence of another configuration).
+    """
+    stage = evidence.stage(role)
+    if stage is None or not stage.counts:
+        roles = [s.role for s in evidence.stages]
+        raise InvalidParameterError(
+            f"evidence stages {roles} have no {role!r} stage with class counts; valid: "
+            f"the evidence of a {method!r} run"
+        )
+    if stage.n != n:
+        raise InvalidParameterError(
+            f"the {role} stage drew n = {stage.n} samples but the parameters say {n}; valid: "
+            "parameters with the sample sizes of the evidence"
+        )
+    return stage
+
+
+def require_no_stage(evidence: Evidence, role: str, *, method: str) -> None:
+    """Reject evidence that has a ``role`` stage the method does not use."""
+    if evidence.stage(role) is not None:
+        raise InvalidParameterError(
+            f"evidence has a {role!r} stage, which method {method!r} does not use; valid: "
+            f"the evidence of a {method!r} run"
+        )
+
+
+def check_class(cls: int, num_classes: int, *, name: str) -> None:
+    """Check ``0 <= cls < num_classes``."""
+    if not 0 <= cls < num_classes:
+        raise InvalidParameterError(
+            f"{name} = {cls} is invalid; valid range: 0 <= {name} <= {num_classes - 1}"
+        )
+
+
+F = TypeVar("F", bound=Facts)
+
+
+def require_facts(evidence: Evidence, cls: type[F], *, method: str) -> F:
+    """Return the evidence's facts, checking they are of type ``cls``."""
+    if not isinstance(evidence.facts, cls):
+        raise InvalidParameterError(
+            f"evidence facts of kind {evidence.facts.kind!r} are invalid for method "
+            f"{method!r}; valid: {cls.kind!r} facts"
+        )
+    return evidence.facts
+
+
+def check_num_classes(stages: Sequence[StageEvidence], num_classes: int) -> None:
+    """Check every stage counts ``num_classes`` classes."""
+    for stage in stages:
+        if len(stage.counts) != num_classes:
+            raise InvalidParameterError(
+                f"the {stage.role} stage counts {len(stage.counts)} classes; valid: "
+                f"num_classes = {num_classes} counts"
+            )
+
+
+def with_alpha(evidence: Evidence, spent: Mapping[str, float]) -> Evidence:
+    """The evidence with each stage's alpha set to what the decision spent on it (0 if none)."""
+    stages = tuple(dataclasses.replace(s, alpha=spent.get(s.role, 0.0)) for s in evidence.stages)
+    return dataclasses.replace(evidence, stages=stages)

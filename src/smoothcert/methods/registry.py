@@ -1,0 +1,237 @@
+"""The method registry: the one place a certification method is added.
+
+Every method is two halves (DESIGN.md, "Architecture"): a torch half
+``prepare(model, inputs, params, *, seed, batch_size, num_classes, device,
+autocast_dtype) -> Prepared`` (validates everything and plans the sampling stages;
+:func:`smoothcert.methods.sampler.draw` or ``draw_many`` then draws them into
+:class:`~smoothcert.records.Evidence`) and a pure half ``decide(evidence, params) ->
+CertifyResult``. A :class:`MethodSpec` names both, the typed parameter class and the
+inputs the method needs. The runner, the config hash, the CLI (``certify --method``,
+``recertify``) and the reports look methods up here and nowhere else.
+
+This module is pure (no torch): the torch half is named by its import path and
+imported on first use, so offline re-certification and report reading never load torch.
+
+Adding a method:
+
+1. a parameter dataclass (a registered :class:`~smoothcert.records.Payload`) and a pure
+   ``decide`` in ``smoothcert/decisions/<name>.py``, with its :class:`~smoothcert.records.Facts`
+   and :class:`~smoothcert.records.Details` if it needs them;
+2. a torch ``prepare`` in ``smoothcert/methods/<name>.py`` that builds a
+   :class:`smoothcert.methods.sampler.Sampler` for the input and plans its stages;
+3. one :func:`register_method` call below.
+
+Example:
+    >>> spec = get_method("cohen")
+    >>> spec.params_type.__name__, spec.input_kind, spec.radius_unit
+    ('GaussianParams', 'image', 'l2')
+    >>> get_method("gauss")
+    Traceback (most recent call last):
+    ...
+    smoothcert.errors.InvalidParameterError: method = 'gauss' is invalid; valid values: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from smoothcert.decisions.cohen import (
+    GaussianParams,
+    GaussianPredictParams,
+    decide_cohen,
+    decide_cohen_top2,
+    decide_predict,
+)
+from smoothcert.decisions.hybrid import HybridParams, decide_hybrid
+from smoothcert.decisions.tokens import TokenParams, decide_tokens
+from smoothcert.errors import InvalidParameterError
+from smoothcert.records import CertifyResult, Evidence, Payload
+
+INPUT_KINDS = ("image", "tokens", "tokens+image")
+"""What a method feeds the model: an image; token ids (plus, for a (tokens, image)
+model, the image unchanged); a (tokens, image) pair, both noised."""
+
+DATASET_KINDS: dict[str, tuple[str, ...]] = {
+    "image": ("image",),
+    "tokens": ("text", "text_image"),
+    "tokens+image": ("text_image",),
+}
+"""The dataset kinds (``smoothcert.data.dataset_kind``) that fit each input kind."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method.
+
+    Attributes:
+        name: the method's name (CLI ``--method`` and the records' ``method``).
+        summary: one line for ``--help``.
+        params_type: its typed parameter class (a registered Payload dataclass).
+        decide: the pure decision ``decide(evidence, params) -> CertifyResult``.
+        preparer: import path ``"module:function"`` of the torch ``prepare``.
+        input_kind: one of :data:`INPUT_KINDS`.
+        radius_unit: ``"l2"`` or ``"tokens"``.
+    """
+
+    name: str
+    summary: str
+    params_type: type[Payload]
+    decide: Callable[[Evidence, Any], CertifyResult]
+    preparer: str
+    input_kind: str
+    radius_unit: str
+
+    def params(self, values: Mapping[str, Any]) -> Payload:
+        """Build and validate the method's parameters from a mapping of field values.
+
+        Raises:
+            InvalidParameterError: naming a key that is not a parameter of this method
+                (with the valid ones), or a value out of range.
+        """
+        names = [f.name for f in dataclasses.fields(self.params_type)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            verb = "is not a parameter" if len(unknown) == 1 else "are not parameters"
+            raise InvalidParameterError(
+                f"{', '.join(unknown)} {verb} of method {self.name!r}; valid parameters: "
+                f"{', '.join(names)}"
+            )
+        required = [
+            f.name
+            for f in dataclasses.fields(self.params_type)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in values]
+        if missing:
+            raise InvalidParameterError(
+                f"method {self.name!r} needs {', '.join(missing)}; valid parameters: "
+                f"{', '.join(names)} (required: {', '.join(required)})"
+            )
+        return self.params_type(**values)
+
+    def load_preparer(self) -> Callable[..., Any]:
+        """Import and return the torch ``prepare`` function (imports torch)."""
+        module, _, func = self.preparer.partition(":")
+        return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+    def check_dataset_kind(self, kind: str, *, dataset: str) -> None:
+        """Raise unless a dataset of ``kind`` examples fits this method's inputs.
+
+        Raises:
+            InvalidParameterError: naming the dataset, its kind and the kinds that fit.
+        """
+        valid = DATASET_KINDS[self.input_kind]
+        if kind not in valid:
+            article = "an" if valid[0][0] in "aeiou" else "a"
+            raise InvalidParameterError(
+                f"dataset = {dataset!r} ({kind} examples) does not fit method {self.name!r}, "
+                f"which needs {' or '.join(valid)} examples; valid: {article} "
+                f"{' or '.join(valid)} dataset"
+            )
+
+    def check_params(self, params: Payload) -> None:
+        """Raise unless ``params`` is an instance of this method's parameter class."""
+        if type(params) is not self.params_type:
+            raise InvalidParameterError(
+                f"parameters of kind {params.kind!r} are invalid for method {self.name!r}; "
+                f"valid: {self.params_type.__name__}"
+            )
+
+
+_METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    """Add a method (the one plug-in point; see the module docstring).
+
+    Raises:
+        InvalidParameterError: on a name already registered or a bad input kind.
+    """
+    if spec.name in _METHODS:
+        raise InvalidParameterError(f"method {spec.name!r} is already registered")
+    if spec.input_kind not in INPUT_KINDS:
+        raise InvalidParameterError(
+            f"input_kind = {spec.input_kind!r} is invalid; valid values: {INPUT_KINDS}"
+        )
+    _METHODS[spec.name] = spec
+    return spec
+
+
+def get_method(name: str) -> MethodSpec:
+    """Return the registered method ``name``.
+
+    Raises:
+        InvalidParameterError: on an unknown name, listing the valid ones.
+    """
+    spec = _METHODS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise InvalidParameterError(
+            f"method = {name!r} is invalid; valid values: {', '.join(method_names())}"
+        )
+    return spec
+
+
+def method_names() -> tuple[str, ...]:
+    """The registered method names, sorted."""
+    return tuple(sorted(_METHODS))
+
+
+register_method(
+    MethodSpec(
+        name="cohen",
+        summary="Gaussian CERTIFY (Cohen et al. 2019): L2 radius sigma Phi^-1(p_lower)",
+        params_type=GaussianParams,
+        decide=decide_cohen,
+        preparer="smoothcert.methods.cohen:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="cohen-top2",
+        summary="Gaussian top-two certificate: runner-up bounded too (alpha split in two)",
+        params_type=GaussianParams,
+        decide=decide_cohen_top2,
+        preparer="smoothcert.methods.cohen:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="cohen-predict",
+        summary="Gaussian PREDICT (Cohen et al. 2019): abstaining prediction, no radius",
+        params_type=GaussianPredictParams,
+        decide=decide_predict,
+        preparer="smoothcert.methods.cohen:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="tokens",
+        summary="token substitution smoothing: number of edited tokens d",
+        params_type=TokenParams,
+        decide=decide_tokens,
+        preparer="smoothcert.methods.tokens:prepare",
+        input_kind="tokens",
+        radius_unit="tokens",
+    )
+)
+register_method(
+    MethodSpec(
+        name="hybrid",
+        summary="hybrid text+image smoothing (arXiv 2605.12876): curve r(d)",
+        params_type=HybridParams,
+        decide=decide_hybrid,
+        preparer="smoothcert.methods.hybrid:prepare",
+        input_kind="tokens+image",
+        radius_unit="l2",
+    )
+)

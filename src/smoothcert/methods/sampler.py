@@ -1,0 +1,239 @@
+"""The sampler core every method draws its evidence with.
+
+A :class:`Sampler` is one validated object holding the model, a noise kernel bound to
+one clean input (the noise contract of :mod:`smoothcert.noise`), the generator, the
+device, the batch size and the autocast dtype. ``counts(n)`` returns the class counts
+of ``n`` FRESH noisy samples: successive calls continue the same generator, so the
+stages of a method (selection, then estimation) are independent draws.
+
+Building it checks, before any sampling, that every submodule of the model is in eval
+mode and that the model accepts the clean input(s) and returns ``(1, num_classes)``
+finite scores (on clones, so a model that edits its input in place cannot move the
+certified point).
+
+Example:
+    >>> import torch
+    >>> from smoothcert.noise.gaussian import GaussianNoise
+    >>> model = torch.nn.Linear(3, 2).eval()
+    >>> s = Sampler(model, GaussianNoise(0.5).bind(torch.zeros(3)), seed=0, batch_size=64)
+    >>> s.num_classes, int(s.counts(100).sum())
+    (2, 100)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from smoothcert._validation import check_int
+from smoothcert.errors import InvalidParameterError
+from smoothcert.methods._common import (
+    check_eval_mode,
+    model_rejected_input,
+    probe_num_classes,
+)
+from smoothcert.records import Evidence, Facts, StageEvidence
+from smoothcert.sampling.engine import count_classes, make_generator
+
+Counts = np.ndarray[Any, np.dtype[np.int64]]
+
+
+class BoundNoise(Protocol):
+    """The noise contract: a kernel bound to one clean input (see :mod:`smoothcert.noise`)."""
+
+    def sample(self, num: int, *, generator: torch.Generator) -> Any:  # noqa: D102
+        ...
+
+    def clean_inputs(self) -> tuple[torch.Tensor, ...]:  # noqa: D102
+        ...
+
+    def tv_bound(self) -> float:  # noqa: D102
+        ...
+
+
+class Sampler:
+    """Model + bound kernel + generator + device + batch size + autocast.
+
+    Args:
+        model: ``torch.nn.Module`` in eval mode (or a callable) taking the kernel's
+            inputs with a batch axis and returning scores ``(B, num_classes)``.
+        noise: the bound kernel (``sample``, ``clean_inputs``, ``tv_bound``).
+        seed: seed of the ``torch.Generator`` on ``device``, 0 <= seed < 2**63.
+        batch_size: samples per forward pass, >= 1.
+        num_classes: expected output columns, or None to take them from the model.
+        device: the device the inputs are on and the noise is drawn on (default: the
+            device of the first clean input).
+        autocast_dtype: optional ``torch.bfloat16`` / ``torch.float16`` forward passes.
+
+    Raises:
+        InvalidParameterError: on a model in training mode, a model that rejects the
+            clean input, a bad output shape or non-finite output, or bad arguments.
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., torch.Tensor],
+        noise: BoundNoise,
+        *,
+        seed: int,
+        batch_size: int,
+        num_classes: int | None = None,
+        device: torch.device | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.model = model
+        self.noise = noise
+        self.batch_size = check_int(batch_size, name="batch_size", minimum=1)
+        self.seed = check_int(seed, name="seed", minimum=0, maximum=2**63 - 1)
+        if num_classes is not None:
+            num_classes = check_int(num_classes, name="num_classes", minimum=2)
+        clean = noise.clean_inputs()
+        self.device = device if device is not None else clean[0].device
+        self.autocast_dtype = autocast_dtype
+        check_eval_mode(model)
+        self._clean_batch = tuple(t.unsqueeze(0) for t in clean)
+        self.num_classes = probe_num_classes(model, self._clean_batch, num_classes)
+        self.generator = make_generator(self.seed, self.device)
+
+    def _draw(self, num: int) -> tuple[torch.Tensor, ...]:
+        out = self.noise.sample(num, generator=self.generator)
+        return (out,) if isinstance(out, torch.Tensor) else tuple(out)
+
+    def counts(self, num: int) -> Counts:
+        """Class counts of ``num`` fresh noisy samples (int64, summing to ``num``).
+
+        Raises:
+            InvalidParameterError: if the model output is malformed or non-finite, or the
+                model raises ``IndexError`` on a noisy sample (typically token ids beyond
+                its embedding table); the message repeats the model's error.
+        """
+        try:
+            return count_classes(
+                self.model,
+                self._draw,
+                num,
+                num_classes=self.num_classes,
+                batch_size=self.batch_size,
+                device=self.device,
+                autocast_dtype=self.autocast_dtype,
+            )
+        except IndexError as err:
+            raise model_rejected_input(err, self._clean_batch, when="on a noisy sample") from err
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """One sampling stage a method will draw: its role, size and the alpha it plans."""
+
+    role: str
+    n: int
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A method's torch half, ready to draw: validated sampler, stage plan and facts.
+
+    Created by each method's ``prepare`` (every check done, nothing sampled yet).
+    :func:`draw` draws the stages of one input; :func:`draw_many` draws those of
+    several inputs in shared forward batches, with identical counts.
+
+    Attributes:
+        sampler: the validated :class:`Sampler` (its own generator).
+        stages: the stages to draw, in order, all from the sampler's generator.
+        facts: the method's facts about the input.
+        started: ``time.perf_counter()`` when preparation started.
+    """
+
+    sampler: Sampler
+    stages: tuple[PlannedStage, ...]
+    facts: Facts
+    started: float
+
+
+def draw(prepared: Prepared) -> Evidence:
+    """Draw the planned stages of one input, one after the other (fresh samples each)."""
+    stages = tuple(
+        StageEvidence(s.role, n=s.n, alpha=s.alpha, counts=tuple(prepared.sampler.counts(s.n)))
+        for s in prepared.stages
+    )
+    return Evidence(
+        stages,
+        prepared.facts,
+        seed=prepared.sampler.seed,
+        seconds=time.perf_counter() - prepared.started,
+    )
+
+
+def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> list[Evidence]:
+    """Draw the planned stages of several inputs with shared forward passes.
+
+    Several small inputs share one forward batch
+    (:func:`smoothcert.sampling.multi.count_classes_many`): each input's noise is drawn
+    from its own generator with the chunk sizes of :func:`draw`, so the counts are
+    those :func:`draw` gives for each input alone. Every input must use the same model,
+    batch size, number of classes, device, autocast and stage plan (one run's examples
+    do). Each evidence's ``seconds`` is its share of the total time.
+
+    Args:
+        prepared: the inputs' :class:`Prepared`, >= 1.
+        max_batch: optional cap on the rows of one forward pass.
+
+    Returns:
+        One :class:`~smoothcert.records.Evidence` per input, in order.
+
+    Raises:
+        InvalidParameterError: if the inputs do not share model and stage plan, or the
+            model output is malformed.
+    """
+    from smoothcert.sampling.multi import count_classes_many
+
+    first = prepared[0]
+    s0 = first.sampler
+    for p in prepared[1:]:
+        s = p.sampler
+        if (
+            s.model is not s0.model
+            or p.stages != first.stages
+            or (s.batch_size, s.num_classes, s.device, s.autocast_dtype)
+            != (s0.batch_size, s0.num_classes, s0.device, s0.autocast_dtype)
+        ):
+            raise InvalidParameterError(
+                "inputs that share forward passes must share the model, batch size, number "
+                "of classes, device, autocast and stage plan; valid: the examples of one run"
+            )
+    per_stage = []
+    for stage in first.stages:
+        try:
+            counts = count_classes_many(
+                s0.model,
+                [p.sampler._draw for p in prepared],
+                stage.n,
+                num_classes=s0.num_classes,
+                batch_size=s0.batch_size,
+                device=s0.device,
+                autocast_dtype=s0.autocast_dtype,
+                max_batch=max_batch,
+            )
+        except IndexError as err:
+            raise model_rejected_input(err, s0._clean_batch, when="on a noisy sample") from err
+        per_stage.append(counts)
+    started = min(p.started for p in prepared)
+    share = (time.perf_counter() - started) / len(prepared)
+    return [
+        Evidence(
+            tuple(
+                StageEvidence(s.role, n=s.n, alpha=s.alpha, counts=tuple(counts[i]))
+                for s, counts in zip(first.stages, per_stage, strict=True)
+            ),
+            p.facts,
+            seed=p.sampler.seed,
+            seconds=share,
+        )
+        for i, p in enumerate(prepared)
+    ]

@@ -1,0 +1,126 @@
+"""Small real torch models and in-memory datasets for every input kind (no assets).
+
+- :func:`image_dataset` / :func:`image_model`: 1x4x4 images, 3 classes, a linear model.
+- :func:`text_image_dataset` / :class:`TextImageModel`: token sequences over an alphabet
+  of 7 ids with 1x2x2 images; the model's score rises with the fraction of token 3 and
+  with the image's brightness, so token edits AND image moves both matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+VOCAB = 7
+
+
+@dataclass(frozen=True)
+class ImageData:
+    images: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    num_classes: int
+    name: str = "toy_images"
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class TextImageData:
+    tokens: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    num_classes: int
+    vocab_size: int = VOCAB
+    name: str = "toy_text_image"
+    split: str = "test"
+
+
+def image_model(seed: int = 0) -> torch.nn.Module:
+    rng = np.random.default_rng(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.as_tensor(rng.normal(size=(3, 16)), dtype=torch.float32))
+        model[1].bias.zero_()
+    return model.eval()
+
+
+def image_dataset(size: int = 6) -> ImageData:
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0.0, 1.0, size=(size, 1, 4, 4)).astype(np.float32)
+    with torch.no_grad():
+        labels = image_model()(torch.as_tensor(images)).argmax(dim=1).numpy().astype(np.int64)
+    labels[::3] = (labels[::3] + 1) % 3
+    indices = (50 + 7 * np.arange(size)).astype(np.int64)
+    return ImageData(images, labels, indices, 3)
+
+
+class TextImageModel(torch.nn.Module):
+    """Two classes; class 1's score: 6 * (fraction of token 3) + 3 * mean pixel - 4.5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor([6.0, 3.0, -4.5]), requires_grad=False)
+
+    def forward(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        frac = (tokens == 3).float().mean(dim=1)
+        bright = images.flatten(1).mean(dim=1)
+        s = self.scale[0] * frac + self.scale[1] * bright + self.scale[2]
+        return torch.stack([-s, s], dim=1)
+
+
+def text_image_dataset(size: int = 6) -> TextImageData:
+    positive = np.arange(size) % 2 == 0
+    tokens = np.where(positive[:, None], 3, 1).astype(np.int64) * np.ones((size, 6), np.int64)
+    tokens[:, 0] = 5  # a fixed first token, in the alphabet
+    images = np.where(positive[:, None, None, None], 0.9, 0.1).astype(np.float32)
+    images = images * np.ones((size, 1, 2, 2), np.float32)
+    labels = positive.astype(np.int64)
+    labels[-1] = 1 - labels[-1]  # one wrong label
+    indices = (10 + 3 * np.arange(size)).astype(np.int64)
+    return TextImageData(tokens, images, labels, indices, 2)
+
+
+METHOD_RUNS = {
+    "cohen": ("image", {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01}),
+    "cohen-top2": ("image", {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01}),
+    "cohen-predict": ("image", {"sigma": 0.5, "n": 300, "alpha": 0.01}),
+    "tokens": ("text_image", {"beta": 0.3, "alphabet": VOCAB, "n0": 20, "n": 300, "alpha": 0.01}),
+    "hybrid": (
+        "text_image",
+        {"sigma": 0.5, "beta": 0.3, "alphabet": VOCAB, "n0": 20, "n": 300, "alpha": 0.01},
+    ),
+}
+"""A small run of every registered method: the kind of toy data it needs, its parameters."""
+
+
+def toy_for(kind: str) -> tuple[torch.nn.Module, object]:
+    """The toy model and dataset of a kind (``"image"`` or ``"text_image"``)."""
+    if kind == "image":
+        return image_model(), image_dataset()
+    return TextImageModel().eval(), text_image_dataset()
+
+
+class KillOnce(torch.nn.Module):
+    """Wraps a model; the first forward pass in any process SIGKILLs that process.
+
+    A marker file makes it happen once per test: the retried work then runs normally.
+    Used to kill a Ray worker in the middle of a shard.
+    """
+
+    def __init__(self, inner: torch.nn.Module, marker: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.marker = marker
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        import os
+        import signal
+
+        if inputs[0].shape[0] > 1 and not os.path.exists(self.marker):
+            with open(self.marker, "w") as handle:
+                handle.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(*inputs)
