@@ -160,8 +160,9 @@ def plot_dr_heatmap(
 ) -> Path:
     """Write a PNG heatmap of certified accuracy (%) over (d edited tokens, L2 radius r).
 
-    Cells are :func:`~smoothcert.reports.tables.dr_grid` values; d runs over every d of
-    the records' curves r(d), r over ``radii`` (default: 40 steps up to the largest r(0)).
+    Cells are :func:`~smoothcert.reports.tables.dr_grid` values; d runs over
+    :func:`~smoothcert.reports.tables.default_d_values`, r over ``radii`` (default: 40
+    steps up to the largest r(0)).
 
     Returns:
         The path written.
@@ -169,10 +170,10 @@ def plot_dr_heatmap(
     Raises:
         InvalidParameterError: if the file has no records.
     """
-    from smoothcert.reports.tables import dr_grid
+    from smoothcert.reports.tables import default_d_values, dr_grid
 
     curves = result.curves()
-    ds = np.arange(curves.shape[1])
+    ds = default_d_values(result)
     if radii is None:
         top = float(curves.max()) if curves.size and curves.max() > 0 else 1.0
         radii = np.linspace(0.0, top, 41)
@@ -199,6 +200,7 @@ def plot_dr_heatmap(
     )
     ax.set_xlabel("image radius r (L2, image units)")
     ax.set_ylabel("edited tokens d")
+    ax.set_yticks(ds)
     ax.set_title(title if title is not None else default_title([result]), fontsize=9)
     fig.tight_layout()
     path = Path(output_path)

@@ -31,6 +31,7 @@ from smoothcert.reports.results import ResultFile
 
 __all__ = [
     "claim_heading",
+    "default_d_values",
     "dr_grid",
     "dr_table",
     "group_by_claim",
@@ -270,15 +271,23 @@ def dr_grid(result: ResultFile, d_values: Any, radii: Any) -> NDArray[np.float64
     return np.asarray(certified.mean(axis=0), dtype=np.float64)
 
 
+def default_d_values(result: ResultFile) -> NDArray[np.int64]:
+    """d from 0 to one past the largest d any record certifies (the rows above are 0%)."""
+    curves = result.curves()
+    certified_d = np.nonzero((curves > 0).any(axis=0))[0]
+    top = int(certified_d.max()) + 1 if certified_d.size else 0
+    return np.arange(min(top, curves.shape[1] - 1) + 1)
+
+
 def dr_table(result: ResultFile, d_values: Any = None, radii: Any = None) -> str:
     """Markdown table of :func:`dr_grid`: rows d (tokens), columns r (L2, image units).
 
-    Defaults: every d of the records' curves, and a round radius grid up to the
-    largest ``r(0)``.
+    Defaults: d from 0 to one past the largest d any record certifies (every row below
+    is 0%), and a round radius grid up to the largest ``r(0)``.
     """
     curves = result.curves()
     if d_values is None:
-        d_values = np.arange(curves.shape[1])
+        d_values = default_d_values(result)
     if radii is None:
         radii = default_radii(float(curves.max()) if curves.size else 0.0, max_rows=6)
     grid = dr_grid(result, d_values, radii)
