@@ -272,7 +272,7 @@ def dr_grid(result: ResultFile, d_values: Any, radii: Any) -> NDArray[np.float64
 
 
 def default_d_values(result: ResultFile) -> NDArray[np.int64]:
-    """d from 0 to one past the largest d any record certifies (the rows above are 0%)."""
+    """The d values to show: 0 to one past the largest d any record certifies."""
     curves = result.curves()
     certified_d = np.nonzero((curves > 0).any(axis=0))[0]
     top = int(certified_d.max()) + 1 if certified_d.size else 0
