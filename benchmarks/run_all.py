@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python benchmarks/run_all.py [--quick] [--out benchmarks/results/<host>.json]
-        [--device cpu|cuda] [--only NAME ...] [--no-compile]
+        [--device cpu|cuda] [--only NAME ...] [--no-compile] [--no-ray] [--repeats R]
+        [--threads T] [--variants fp32 bf16 fp32+compile ...]
 
 ``--quick`` uses tiny sizes (a smoke test, well under a minute on 2 CPU cores, and no
 ``torch.compile``); its figures are not meant to be quoted. Without it, the full run

@@ -1,0 +1,192 @@
+"""Re-certify saved results from their evidence: no model, no sampling (log-then-certify).
+
+Every record keeps its evidence (class counts per stage) and typed parameters, so its
+certificate can be recomputed with the method's pure decision under other settings:
+another alpha (the counts were drawn without reference to alpha, so any alpha is
+valid for them) or the top-two certificate instead of the standard one (both use the
+same selection and estimation counts). Re-certifying with the original settings
+reproduces the original records exactly.
+
+What cannot change without new samples: the noise (sigma, beta, alphabet), the sample
+sizes and the threat; a method whose stages differ. Changing alpha after looking at
+the certified results and keeping the best is the user's own multiple-testing problem:
+each re-certified file is valid at its own alpha.
+
+Example:
+    >>> import json, pathlib, tempfile
+    >>> from smoothcert.decisions.cohen import GaussianFacts, GaussianParams, decide_cohen
+    >>> from smoothcert.records import Evidence, StageEvidence
+    >>> from smoothcert.results import ResultStore, record_line
+    >>> from smoothcert.runner.config import RunConfig
+    >>> params = GaussianParams(sigma=0.5, n0=10, n=1000, alpha=0.001)
+    >>> cfg = RunConfig(params={"sigma": 0.5, "n0": 10, "n": 1000, "alpha": 0.001})
+    >>> ev = Evidence((StageEvidence("selection", n=10, alpha=0.0, counts=(0, 10)),
+    ...                StageEvidence("estimation", n=1000, alpha=0.0, counts=(20, 980))),
+    ...               GaussianFacts(num_classes=2), seed=0)
+    >>> src = pathlib.Path(tempfile.mkdtemp()) / "run.jsonl"
+    >>> with ResultStore.open(src, config=cfg.to_dict(), config_hash=cfg.config_hash()) as s:
+    ...     s.append(record_line(decide_cohen(ev, params), index=0, label=1))
+    >>> out = recertify(src, src.with_name("top2.jsonl"), method="cohen-top2", alpha=0.01)
+    >>> from smoothcert.results import read_results
+    >>> rec = read_results(out).records[0]
+    >>> rec["method"], rec["alpha"], rec["p_upper"] is not None
+    ('cohen-top2', 0.01, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from smoothcert.errors import InvalidParameterError, ResultStoreError
+from smoothcert.methods.registry import get_method
+from smoothcert.results.records import record_line, result_of, upgrade_v1_record, validate_record
+from smoothcert.results.store import ResultContents, ResultStore, read_results
+
+BOUNDS = ("clopper-pearson",)
+"""Confidence bounds for class counts that re-certification can use."""
+
+
+def _v2_config(header: dict[str, Any]) -> dict[str, Any]:
+    """The run configuration of a header, as a version-2 :class:`RunConfig` dict."""
+    config = dict(header.get("config", {}))
+    if header.get("format_version") == 1:
+        method = str(config.get("method"))
+        method = {"cohen_top2": "cohen-top2"}.get(method, method)
+        return {
+            "method": method,
+            "params": {k: config[k] for k in ("sigma", "n0", "n", "alpha")},
+            "model": config.get("model", "digits_cnn"),
+            "dataset": config.get("dataset", "digits"),
+            "split": config.get("split", "test"),
+            "batch_size": config.get("batch_size", 1000),
+            "num_examples": config.get("num_examples"),
+            "skip": config.get("skip", 1),
+            "start": config.get("start", 0),
+            "seed": config.get("seed", 0),
+        }
+    return config
+
+
+def load_records(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read a result file (version 1 or 2) and validate every record.
+
+    Returns:
+        ``(header, records)`` as :func:`validated_records` gives them.
+
+    Raises:
+        ResultStoreError: on an unreadable file or an invalid record (one line naming the
+            file, line and field).
+    """
+    contents = read_results(path)
+    return contents.header, validated_records(contents)
+
+
+def validated_records(contents: ResultContents) -> list[dict[str, Any]]:
+    """The records of a read file: version 1 upgraded to version 2, each validated.
+
+    Each record goes through :func:`~smoothcert.results.records.validate_record`
+    (re-decided from its evidence, ``correct`` recomputed).
+
+    Raises:
+        ResultStoreError: on an invalid record (one line naming the file, the record and
+            the field).
+    """
+    version = contents.header.get("format_version")
+    out = []
+    for number, record in zip(contents.record_lines, contents.records, strict=True):
+        where = f"{contents.path}: line {number}"
+        if version == 1:
+            record = upgrade_v1_record(record, where=where)
+        out.append(validate_record(record, where=where))
+    return out
+
+
+def recertify(
+    path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    method: str | None = None,
+    alpha: float | None = None,
+    bound: str = "clopper-pearson",
+) -> Path:
+    """Recompute every record's certificate from its evidence and write a new result file.
+
+    Args:
+        path: a result file (format version 1 or 2).
+        output: the new result file (resumed if it holds the same configuration).
+        method: the method to decide with (default: each record's own); must take the
+            same parameters and stages (``cohen`` <-> ``cohen-top2``).
+        alpha: the new failure probability (default: the original).
+        bound: the confidence bound for class counts; one of :data:`BOUNDS`.
+
+    Returns:
+        The output path.
+
+    Raises:
+        InvalidParameterError: on a bad alpha, bound or method, or a method that cannot
+            decide the saved evidence.
+        ResultStoreError: on an unreadable input file or an invalid record, or an output
+            file holding another configuration.
+    """
+    from smoothcert.runner.config import HASHED_FIELDS, RunConfig
+
+    if bound not in BOUNDS:
+        raise InvalidParameterError(
+            f"bound = {bound!r} is invalid; valid values: {', '.join(BOUNDS)}"
+        )
+    if Path(output).resolve() == Path(path).resolve():
+        raise InvalidParameterError(
+            f"output = {str(output)!r} is the input file; valid: another file"
+        )
+    header, records = load_records(path)
+    config_dict = _v2_config(header)
+    old_spec = get_method(config_dict["method"])
+    spec = get_method(method) if method is not None else old_spec
+    if spec.params_type is not old_spec.params_type:
+        raise InvalidParameterError(
+            f"method = {spec.name!r} cannot re-certify {old_spec.name!r} results (other "
+            f"parameters and stages); valid: a method with {old_spec.params_type.__name__}"
+        )
+    params_dict = dict(config_dict["params"])
+    if alpha is not None:
+        params_dict["alpha"] = alpha
+    config = RunConfig.from_dict({**config_dict, "method": spec.name, "params": params_dict})
+    new_params = config.method_params()
+    extra: dict[str, Any] = {
+        key: header[key]
+        for key in ("device", "model_fingerprint", "model_weights_sha256")
+        if key in header
+    }
+    extra["recertified_from"] = {
+        "path": str(path),
+        "config_hash": header.get("config_hash"),
+        "format_version": header.get("format_version"),
+    }
+    with ResultStore.open(
+        output,
+        config=config.to_dict(),
+        config_hash=config.config_hash(),
+        hashed_fields=HASHED_FIELDS,
+        extra_header=extra,
+    ) as store:
+        todo = [r for r in records if r["index"] not in store.done_indices]
+        if todo:
+            store.record_selection({"recertified": str(path)})
+        for record in todo:
+            result = result_of(record, where=f"{path}: index {record['index']}")
+            # The sampled parameters must be those of the file; only alpha may change.
+            kept = {f.name: getattr(result.params, f.name) for f in dataclasses.fields(result.params)}
+            if alpha is not None:
+                kept["alpha"] = new_params.alpha  # type: ignore[attr-defined]
+            params = spec.params_type(**kept)
+            if params != new_params:
+                raise ResultStoreError(
+                    f"{path}: record {record['index']} has parameters {result.params} that "
+                    f"differ from the file's configuration; the file is inconsistent"
+                )
+            fresh = spec.decide(result.evidence, params)
+            store.append(record_line(fresh, index=record["index"], label=record["label"]))
+    return Path(output)
