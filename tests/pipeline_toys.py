@@ -36,6 +36,7 @@ class TextImageData:
     vocab_size: int = VOCAB
     name: str = "toy_text_image"
     split: str = "test"
+    eligible: np.ndarray | None = None  # per-example positions for the "given" threat
 
 
 def image_model(seed: int = 0) -> torch.nn.Module:
@@ -71,7 +72,7 @@ class TextImageModel(torch.nn.Module):
         return torch.stack([-s, s], dim=1)
 
 
-def text_image_dataset(size: int = 6) -> TextImageData:
+def text_image_dataset(size: int = 6, *, with_eligible: bool = False) -> TextImageData:
     positive = np.arange(size) % 2 == 0
     tokens = np.where(positive[:, None], 3, 1).astype(np.int64) * np.ones((size, 6), np.int64)
     tokens[:, 0] = 5  # a fixed first token, in the alphabet
@@ -80,7 +81,12 @@ def text_image_dataset(size: int = 6) -> TextImageData:
     labels = positive.astype(np.int64)
     labels[-1] = 1 - labels[-1]  # one wrong label
     indices = (10 + 3 * np.arange(size)).astype(np.int64)
-    return TextImageData(tokens, images, labels, indices, 2)
+    eligible = None
+    if with_eligible:  # positions 1..k for k = 2, 3, 4, ...: a different D per example
+        eligible = np.zeros(tokens.shape, dtype=bool)
+        for i in range(size):
+            eligible[i, 1 : 3 + i % 4] = True
+    return TextImageData(tokens, images, labels, indices, 2, eligible=eligible)
 
 
 METHOD_RUNS = {

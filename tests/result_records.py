@@ -84,9 +84,14 @@ def cohen_record(
 
 
 def header(config_hash: str = "h" * 64) -> dict[str, Any]:
-    """A header of a cohen run at sigma 0.25, n0 = 10, n = 1000, alpha = 0.001."""
+    """A header like a cohen run's at sigma 0.25, n0 = 10, n = 1000, alpha = 0.001.
+
+    Without the ``method`` key: the records have one sigma each (see the module
+    docstring), so the header must not claim one run's parameters, which readers check
+    every record against.
+    """
     config = RunConfig(params={"sigma": RADIUS_SIGMA, "n0": N0, "n": N, "alpha": ALPHA})
-    return make_header(config.to_dict(), config_hash)
+    return make_header({k: v for k, v in config.to_dict().items() if k != "method"}, config_hash)
 
 
 def write_result_file(

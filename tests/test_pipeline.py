@@ -268,3 +268,218 @@ def test_registry_specs_are_complete() -> None:
         assert spec.name == name and callable(spec.decide)
         assert callable(spec.load_preparer())
         assert spec.input_kind in ("image", "tokens", "tokens+image")
+
+
+def test_given_threat_noises_and_certifies_exactly_each_examples_positions(tmp_path) -> None:
+    import numpy as np
+    import torch
+
+    from pipeline_toys import TextImageModel, text_image_dataset
+    from smoothcert.methods.sampler import draw
+    from smoothcert.methods.tokens import prepare
+
+    data = text_image_dataset(6, with_eligible=True)
+    params = {"beta": 0.5, "alphabet": 7, "n0": 20, "n": 300, "alpha": 0.01}
+    config = RunConfig(
+        method="tokens",
+        params={**params, "threat": "given", "threat_d_max": 3},
+        model="toy",
+        dataset=data.name,
+        batch_size=64,
+    )
+    path = run_certification(
+        config, tmp_path / "given.jsonl", model=TextImageModel().eval(), dataset=data
+    )
+    for record, mask in zip(read_results(path).records, data.eligible, strict=True):
+        facts = record["evidence"]["facts"]
+        positions = np.flatnonzero(mask).tolist()
+        assert facts["eligible_positions"] == positions
+        assert facts["num_eligible"] == len(positions)
+        assert facts["d_max"] == min(3, len(positions))  # clamped to this example's D
+        assert record["radius"] <= facts["d_max"]
+
+    # The kernel noises the given positions and nothing else.
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, tokens, images):
+            seen.append(tokens.clone())
+            return TextImageModel()(tokens, images)
+
+    tokens = torch.as_tensor(data.tokens[3])
+    image = torch.as_tensor(data.images[3])
+    typed = config.method_params()
+    prepared = prepare(Recorder().eval(), (tokens, image), typed, seed=0, eligible=data.eligible[3])
+    draw(prepared)
+    noisy = torch.cat(seen[1:])  # seen[0] is the clean probe
+    changed = (noisy != tokens).any(dim=0).numpy()
+    assert changed[data.eligible[3]].all() and not changed[~data.eligible[3]].any()
+
+
+def test_given_threat_without_positions_and_positions_with_another_threat_fail() -> None:
+    from pipeline_toys import TextImageModel, text_image_dataset
+
+    with_mask = text_image_dataset(4, with_eligible=True)
+    without = text_image_dataset(4)
+    base = {"beta": 0.5, "alphabet": 7, "n0": 20, "n": 300, "alpha": 0.01}
+    given = RunConfig(method="tokens", params={**base, "threat": "given"}, dataset=without.name)
+    with pytest.raises(InvalidParameterError, match="example index 10: threat = 'given' needs"):
+        run_certification(
+            given, "/nonexistent-dir-ok/x.jsonl", model=TextImageModel().eval(), dataset=without
+        )
+    # another threat on a dataset with masks ignores the masks
+    anywhere = RunConfig(method="tokens", params=base, dataset=with_mask.name)
+    from smoothcert.runner.run import RunJob
+
+    job = RunJob(anywhere, device="cpu", dataset=with_mask)
+    job.load_dataset()
+    ((_, _, _, options),) = job.examples([0])
+    assert options == {}
+
+
+def test_bad_per_example_input_fails_before_the_result_file_exists(tmp_path) -> None:
+    from pipeline_toys import TextImageModel, text_image_dataset
+
+    data = text_image_dataset(4)
+    base = {"beta": 0.5, "alphabet": 7, "n0": 20, "n": 300, "alpha": 0.01}
+    cases = [
+        ({**base, "target": 5, "tau": 0.1}, "target = 5 is invalid"),
+        ({**base, "alphabet": 4}, "is invalid; valid: 0 <= token id <= 3"),
+        ({**base, "threat": "last_d", "num_positions": 9}, "num_positions = 9 is invalid"),
+    ]
+    for params, needle in cases:
+        config = RunConfig(method="tokens", params=params, dataset=data.name)
+        out = tmp_path / "never.jsonl"
+        with pytest.raises(InvalidParameterError, match="example index 10") as info:
+            run_certification(config, out, model=TextImageModel().eval(), dataset=data)
+        assert needle in str(info.value)
+        assert not out.exists()
+
+
+def test_a_record_from_another_run_is_refused(tmp_path) -> None:
+    path = run_method(tmp_path, "cohen")
+    other = run_method(tmp_path, "cohen-top2", name="other")
+    lines = path.read_text().splitlines()
+    lines.append(other.read_text().splitlines()[-1].replace('"index": 85', '"index": 999'))
+    spliced = tmp_path / "spliced.jsonl"
+    spliced.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ResultStoreError, match="field method = 'cohen-top2' differs"):
+        load_results(spliced)
+    # same method, other parameters (alpha 0.5 makes larger radii)
+    record = json.loads(lines[2])
+    record["index"] = 998
+    record["params"]["alpha"] = 0.5
+    spliced.write_text("\n".join([*lines[:-1], json.dumps(record)]) + "\n")
+    with pytest.raises(ResultStoreError, match="field params.alpha differs"):
+        load_results(spliced)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r.update(radius_curve=r["radius_curve"][:1]),
+        lambda r: r.update(radius_curve=[*r["radius_curve"], 5.0]),
+        lambda r: r["details"].update(d_certified=5),
+        lambda r: r.update(alpha=0.5),
+        lambda r: r["evidence"]["stages"][1].update(alpha=0.5),
+    ],
+)
+def test_any_tampered_field_of_a_hybrid_record_is_refused(tmp_path, change) -> None:
+    source = run_method(tmp_path, "hybrid")
+    lines = source.read_text().splitlines()
+    record = json.loads(lines[3])  # a certified record (prediction 0, d_certified 1)
+    assert record["details"]["d_certified"] == 1
+    change(record)
+    lines[3] = json.dumps(record)
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ResultStoreError, match="line 4: field .* is not what its evidence"):
+        load_results(path)
+
+
+def test_safety_filter_runs_recertify_exactly_and_claim_flagged(tmp_path) -> None:
+    from pipeline_toys import TextImageModel, text_image_dataset
+
+    data = text_image_dataset(6)
+    params = {"sigma": 0.5, "beta": 0.3, "alphabet": 7, "n0": 0, "n": 300, "alpha": 0.01}
+    config = RunConfig(
+        method="hybrid",
+        params={**params, "target": 1, "tau": 0.05},
+        dataset=data.name,
+        batch_size=64,
+    )
+    path = run_certification(
+        config, tmp_path / "f.jsonl", model=TextImageModel().eval(), dataset=data
+    )
+    records = read_results(path).records
+    assert {r["claim"] for r in records} == {"flagged"}
+    assert all(r["prediction"] in (None, 1) for r in records)
+    assert [s["role"] for s in records[0]["evidence"]["stages"]] == ["estimation"]
+    again = read_results(recertify(path, tmp_path / "again.jsonl")).records
+    assert again == records
+    assert load_results(path).claim == "flagged"
+
+
+def test_worker_output_is_validated_before_it_is_stored(tmp_path) -> None:
+    from smoothcert.runner.backends import LocalBackend
+
+    class Tampering(LocalBackend):
+        name = "tampering"
+
+        def run(self, job, shards, on_records):
+            def altered(records):
+                on_records([{**r, "radius": r["radius"] * 2 + 1} for r in records])
+
+            super().run(job, shards, altered)
+
+    with pytest.raises(ResultStoreError, match="tampering worker record for example index 50"):
+        run_method(tmp_path, "cohen", backend=Tampering())
+    assert read_results(tmp_path / "run.jsonl").records == []
+
+
+def test_cohen_class_comes_from_the_selection_stage_only() -> None:
+    from smoothcert.decisions.cohen import GaussianFacts, GaussianParams, decide_cohen
+    from smoothcert.records import Evidence, StageEvidence
+
+    evidence = Evidence(
+        (
+            StageEvidence("selection", n=10, alpha=0.0, counts=(10, 0)),
+            StageEvidence("estimation", n=1000, alpha=0.001, counts=(100, 900)),
+        ),
+        GaussianFacts(num_classes=2),
+    )
+    result = decide_cohen(evidence, GaussianParams(sigma=0.5, n0=10, n=1000, alpha=0.001))
+    # class 0 was selected; its bound (~0.08) abstains: never the estimation winner 1
+    assert result.abstained and result.prediction is None and result.p_lower < 0.2
+
+
+def test_version_1_record_at_the_abstention_threshold_upgrades_to_the_current_bound() -> None:
+    from scipy.special import betaincinv
+
+    from smoothcert.results.records import upgrade_v1_record
+
+    n, alpha, sigma = 10_000, 0.001, 0.25
+    for k in range(5140, 5180):  # p_lower within ~1e-3 of 1/2: tiny radii
+        old_p = float(betaincinv(k, n - k + 1, alpha))  # the version-1 bound
+        old = {
+            "type": "record",
+            "index": k,
+            "label": 1,
+            "correct": old_p > 0.5,
+            "method": "cohen",
+            "prediction": 1 if old_p > 0.5 else None,
+            "abstained": old_p <= 0.5,
+            "radius": 0.0,
+            "p_lower": old_p,
+            "n0": 10,
+            "n": n,
+            "alpha": alpha,
+            "seed": 0,
+            "seconds": 0.1,
+            "counts_selection": [0, 10],
+            "counts_estimation": [n - k, k],
+            "params": {"sigma": sigma},
+        }
+        new = upgrade_v1_record(old, where="v1.jsonl: line 2")
+        assert new["p_lower"] <= old_p and abs(new["p_lower"] - old_p) < 1e-8
+        assert new["correct"] == (not new["abstained"] and new["prediction"] == 1)

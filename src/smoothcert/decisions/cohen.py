@@ -203,7 +203,9 @@ def decide_predict(evidence: Evidence, params: GaussianPredictParams) -> Certify
         p-value in :class:`PredictDetails`.
     """
     require_no_stage(evidence, "selection", method="cohen-predict")
+    facts = require_facts(evidence, GaussianFacts, method="cohen-predict")
     stage = require_stage(evidence, "prediction", n=params.n, method="cohen-predict")
+    check_num_classes((stage,), facts.num_classes)
     counts = np.asarray(stage.counts, dtype=np.int64)
     order = np.argsort(-counts, kind="stable")
     top, second = int(order[0]), int(order[1])

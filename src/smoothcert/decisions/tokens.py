@@ -223,6 +223,8 @@ class TokenFacts(Facts):
         d_max: the largest number of edits to certify, ``<= D``.
         sampling_tv_bound: bound on the total-variation distance between the sampled and
             the ideal token kernel (subtracted from ``p_lower``).
+        eligible_positions: the ``D`` positions of the certified sequence that were noised
+            and that the certificate lets the attacker edit (None: not recorded).
     """
 
     kind = "token_facts"
@@ -231,11 +233,24 @@ class TokenFacts(Facts):
     num_eligible: int
     d_max: int
     sampling_tv_bound: float
+    eligible_positions: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check_int(self.num_classes, name="num_classes", minimum=2)
         check_int(self.num_eligible, name="num_eligible", minimum=0)
         check_int(self.d_max, name="d_max", minimum=0, maximum=self.num_eligible)
+        if self.eligible_positions is not None:
+            positions = tuple(int(p) for p in self.eligible_positions)
+            if (
+                len(positions) != self.num_eligible
+                or len(set(positions)) != len(positions)
+                or (positions and not 0 <= min(positions) <= max(positions) < self.length)
+            ):
+                raise InvalidParameterError(
+                    f"eligible_positions = {positions!r} are invalid; valid: num_eligible = "
+                    f"{self.num_eligible} distinct positions in [0, length = {self.length})"
+                )
+            object.__setattr__(self, "eligible_positions", positions)
         if not (math.isfinite(self.sampling_tv_bound) and 0 <= self.sampling_tv_bound < 1):
             raise InvalidParameterError(
                 f"sampling_tv_bound = {self.sampling_tv_bound!r} is invalid; valid range: [0, 1)"

@@ -141,5 +141,6 @@ def plan_stages(
         num_eligible=applied.num_eligible,
         d_max=applied.d_max,
         sampling_tv_bound=float(sampler.noise.tv_bound()),
+        eligible_positions=tuple(int(p) for p in applied.eligible.tolist()),
     )
     return plan, facts

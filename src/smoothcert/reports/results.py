@@ -96,8 +96,10 @@ class ResultFile:
 
     @property
     def method(self) -> str:
-        """The method of the run (from the header's config)."""
-        method = str(self.config.get("method", ""))
+        """The method of the run (the header's, else the records')."""
+        method = str(
+            self.config.get("method") or (self.records[0].get("method", "") if self.records else "")
+        )
         return {"cohen_top2": "cohen-top2"}.get(method, method)
 
     @property

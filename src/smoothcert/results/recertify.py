@@ -87,21 +87,42 @@ def load_records(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dic
 def validated_records(contents: ResultContents) -> list[dict[str, Any]]:
     """The records of a read file: version 1 upgraded to version 2, each validated.
 
-    Each record goes through :func:`~smoothcert.results.records.validate_record`
-    (re-decided from its evidence, ``correct`` recomputed).
+    Each record goes through :func:`~smoothcert.results.records.validate_record`:
+    re-decided from its evidence, of the header's method and parameters, ``correct``
+    consistent with its label and prediction.
 
     Raises:
         ResultStoreError: on an invalid record (one line naming the file, the record and
             the field).
     """
     version = contents.header.get("format_version")
+    expected = _expected(contents)
     out = []
     for number, record in zip(contents.record_lines, contents.records, strict=True):
         where = f"{contents.path}: line {number}"
         if version == 1:
             record = upgrade_v1_record(record, where=where)
-        out.append(validate_record(record, where=where))
+        out.append(validate_record(record, where=where, expected=expected))
     return out
+
+
+def _expected(contents: ResultContents) -> dict[str, Any] | None:
+    """The method and typed parameters (as a dict) the header says every record has.
+
+    None for a header without a run configuration (a file written by hand, not a run).
+    """
+    from smoothcert.runner.config import RunConfig
+
+    config = contents.header.get("config")
+    if not isinstance(config, dict) or "method" not in config:
+        return None
+    try:
+        run = RunConfig.from_dict(_v2_config(contents.header))
+    except (InvalidParameterError, TypeError, KeyError) as err:
+        raise ResultStoreError(
+            f"{contents.path}: line 1: the header's config is invalid ({err})"
+        ) from None
+    return {"method": run.method, "params": run.method_params().to_dict()}
 
 
 def recertify(
@@ -172,13 +193,22 @@ def recertify(
         hashed_fields=HASHED_FIELDS,
         extra_header=extra,
     ) as store:
+        for key in ("model_fingerprint", "model_weights_sha256"):
+            if store.header.get(key) != extra.get(key):
+                raise ResultStoreError(
+                    f"{output} holds results of a model with {key} = {store.header.get(key)}, "
+                    f"but {path} has {extra.get(key)}; refusing to mix results of different "
+                    "models: choose another output file"
+                )
         todo = [r for r in records if r["index"] not in store.done_indices]
         if todo:
             store.record_selection({"recertified": str(path)})
         for record in todo:
             result = result_of(record, where=f"{path}: index {record['index']}")
             # The sampled parameters must be those of the file; only alpha may change.
-            kept = {f.name: getattr(result.params, f.name) for f in dataclasses.fields(result.params)}
+            kept = {
+                f.name: getattr(result.params, f.name) for f in dataclasses.fields(result.params)
+            }
             if alpha is not None:
                 kept["alpha"] = new_params.alpha  # type: ignore[attr-defined]
             params = spec.params_type(**kept)

@@ -26,7 +26,7 @@ Example:
     >>> validate_record({**line, "radius": 1e9}, where="f.jsonl: line 2")
     Traceback (most recent call last):
     ...
-    smoothcert.errors.ResultStoreError: f.jsonl: line 2: field radius = 1000000000.0 is not what its evidence certifies (0.758...); the record was altered or written by a faulty worker
+    smoothcert.errors.ResultStoreError: f.jsonl: line 2: field radius = 1000000000.0 is not ...
 """
 
 from __future__ import annotations
@@ -84,30 +84,39 @@ bounds of earlier versions differ in the last digits (e.g. the Clopper-Pearson m
 added in version 2 moves radii by a relative ~1e-9); any real alteration is far larger."""
 
 
-def _same(stored: Any, fresh: Any) -> bool:
-    if isinstance(fresh, float) and isinstance(stored, (int, float)) and not isinstance(stored, bool):
-        return math.isclose(float(stored), fresh, rel_tol=REL_TOLERANCE, abs_tol=1e-12)
-    return bool(stored == fresh)
+def _first_difference(stored: Any, fresh: Any, path: str) -> str | None:
+    """The first field where a stored record differs from its re-decided one, or None.
 
-
-def validate_record(record: Mapping[str, Any], *, where: str) -> dict[str, Any]:
-    """Check one version-2 record line; return it as a new dict.
-
-    Args:
-        record: the parsed line.
-        where: ``"<file>: line <n>"`` for messages.
-
-    Returns:
-        The record as a new dict.
-
-    Raises:
-        ResultStoreError: on a wrong type or range (index, label, correct, any
-            CertifyResult field), an unknown method, a prediction, abstention or radius
-            that its own evidence does not certify, or a ``correct`` that is not
-            ``not abstained and prediction == label``.
+    Floats are compared with :data:`REL_TOLERANCE`; wall-clock ``seconds`` are skipped.
     """
-    from smoothcert.methods.registry import get_method
+    if isinstance(fresh, dict) and isinstance(stored, dict):
+        for key in sorted(set(fresh) | set(stored)):
+            if key == "seconds":
+                continue
+            found = _first_difference(stored.get(key), fresh.get(key), f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(fresh, list) and isinstance(stored, list):
+        if len(stored) != len(fresh):
+            return path
+        for i, (a, b) in enumerate(zip(stored, fresh, strict=True)):
+            found = _first_difference(a, b, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    numeric = (int, float)
+    if (
+        isinstance(fresh, float)
+        and isinstance(stored, numeric)
+        and not isinstance(stored, bool)
+        and math.isclose(float(stored), fresh, rel_tol=REL_TOLERANCE, abs_tol=1e-12)
+    ):
+        return None
+    return None if type(stored) is type(fresh) and stored == fresh else path
 
+
+def _check_fields(record: Mapping[str, Any], where: str) -> None:
     for key in ("index", "label"):
         value = record.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -116,27 +125,75 @@ def validate_record(record: Mapping[str, Any], *, where: str) -> dict[str, Any]:
         raise _fail(
             where, f"field correct = {record.get('correct')!r} is invalid; valid: true or false"
         )
-    result = result_of(record, where=where)
+
+
+def _redecide(result: CertifyResult, where: str) -> CertifyResult:
+    from smoothcert.methods.registry import get_method
+
     try:
         spec = get_method(result.method)
         spec.check_params(result.params)
-        fresh = spec.decide(result.evidence, result.params)
+        return spec.decide(result.evidence, result.params)
     except InvalidParameterError as err:
         raise _fail(where, f"record cannot be re-decided from its evidence ({err})") from None
-    for name in ("prediction", "abstained", "radius", "claim", "p_lower"):
-        stored, again = getattr(result, name), getattr(fresh, name)
-        if not _same(stored, again):
+
+
+def validate_record(
+    record: Mapping[str, Any], *, where: str, expected: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Check one version-2 record line; return it as a new dict.
+
+    The record is rebuilt, re-decided from its own evidence, and every field of the
+    re-decided result (prediction, claim, radius, the curve r(d), the bounds, alpha, the
+    details, the stages' alphas) must equal the stored one (floats within
+    :data:`REL_TOLERANCE`; ``seconds`` is not compared). With ``expected`` (the file's
+    ``{"method", "params"}``) the record must also be of the file's method with the
+    file's parameters, so a record spliced in from another run is refused.
+
+    Args:
+        record: the parsed line.
+        where: ``"<file>: line <n>"`` for messages.
+        expected: the method name and parameter dict (with ``"kind"``) of the file.
+
+    Returns:
+        The record as a new dict.
+
+    Raises:
+        ResultStoreError: on a wrong type or range (index, label, correct, any
+            CertifyResult field), an unknown method, another method or parameters than
+            the file's, a field that its own evidence does not certify, or a ``correct``
+            that is not ``not abstained and prediction == label``.
+    """
+    _check_fields(record, where)
+    result = result_of(record, where=where)
+    if expected is not None:
+        if result.method != expected["method"]:
             raise _fail(
                 where,
-                f"field {name} = {stored!r} is not what its evidence certifies ({again!r}); "
-                "the record was altered or written by a faulty worker",
+                f"field method = {result.method!r} differs from the file's method "
+                f"{expected['method']!r}; valid: records of the run the header describes",
             )
-    if (result.radius_curve is None) != (fresh.radius_curve is None) or (
-        fresh.radius_curve is not None
-        and result.radius_curve is not None
-        and not all(_same(a, b) for a, b in zip(result.radius_curve, fresh.radius_curve, strict=False))
-    ):
-        raise _fail(where, "field radius_curve is not what its evidence certifies")
+        field = _first_difference(result.params.to_dict(), dict(expected["params"]), "params")
+        if field is not None:
+            raise _fail(
+                where,
+                f"field {field} differs from the file's configuration; valid: records of "
+                "the run the header describes",
+            )
+    fresh = _redecide(result, where)
+    stored = {k: v for k, v in record.items() if k not in RECORD_KEYS}
+    again = fresh.to_dict()
+    field = _first_difference(stored, again, "record")
+    if field is not None:
+        name = field.removeprefix("record.")
+        top = "." not in name and "[" not in name
+        shown = f" = {stored.get(name)!r}" if top else ""
+        certified = f" ({again.get(name)!r})" if top else ""
+        raise _fail(
+            where,
+            f"field {name}{shown} is not what its evidence certifies{certified}; the record "
+            "was altered or written by a faulty worker",
+        )
     correct = (not result.abstained) and result.prediction == record["label"]
     if record["correct"] is not correct:
         raise _fail(
@@ -148,11 +205,23 @@ def validate_record(record: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     return dict(record)
 
 
+V1_P_LOWER_TOLERANCE = 1e-8
+"""Absolute difference allowed between a version-1 record's p_lower and the current,
+more conservative Clopper-Pearson bound of the same counts (the margin is ~1e-9)."""
+
+
 def upgrade_v1_record(record: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     """Turn a version-1 record (smoothcert 0.1, Gaussian runs) into a version-2 line.
 
+    The counts are re-decided with the current decision (whose Clopper-Pearson bound is
+    conservative in floating point; it differs from version 1 by about 1e-9, which may
+    move a radius very close to the abstention threshold): the stored ``p_lower`` must
+    match within :data:`V1_P_LOWER_TOLERANCE`, and the returned line holds the fresh
+    certificate, with ``correct`` recomputed.
+
     Raises:
-        ResultStoreError: if the record is not a version-1 Gaussian record.
+        ResultStoreError: if the record is not a version-1 Gaussian record, or its
+            ``p_lower`` is not what its counts give.
     """
     from smoothcert.decisions.cohen import GaussianFacts, GaussianParams
     from smoothcert.records import Evidence, StageEvidence
@@ -182,21 +251,21 @@ def upgrade_v1_record(record: Mapping[str, Any], *, where: str) -> dict[str, Any
         )
     except (InvalidParameterError, KeyError, TypeError, ValueError) as err:
         raise _fail(where, f"invalid version-1 record ({err})") from None
-    out: dict[str, Any] = {key: record.get(key) for key in RECORD_KEYS}
-    out.update(
-        method=method,
-        claim="majority",
-        prediction=record.get("prediction"),
-        abstained=record.get("abstained"),
-        radius=record.get("radius"),
-        radius_unit="l2",
-        p_lower=record.get("p_lower"),
-        p_upper=record.get("p_upper"),
-        alpha=gp.alpha,
-        seed=record.get("seed"),
-        seconds=record.get("seconds"),
-        params=gp.to_dict(),
-        evidence=evidence.to_dict(),
-        details=None,
-    )
-    return out
+    from smoothcert.methods.registry import get_method
+
+    _check_fields(record, where)
+    fresh = get_method(method).decide(evidence, gp)
+    stored_p = record.get("p_lower")
+    if (
+        isinstance(stored_p, bool)
+        or not isinstance(stored_p, (int, float))
+        or abs(float(stored_p) - fresh.p_lower) > V1_P_LOWER_TOLERANCE
+    ):
+        raise _fail(
+            where,
+            f"field p_lower = {stored_p!r} is not what its counts give ({fresh.p_lower!r}); "
+            "the record was altered",
+        )
+    # The current decision of the same counts (its bound is conservative in floating
+    # point; the version-1 one could exceed alpha by ~1e-12 relative).
+    return record_line(fresh, index=record["index"], label=record["label"])

@@ -32,7 +32,7 @@ import torch
 from smoothcert.errors import InvalidParameterError, ResultStoreError
 from smoothcert.methods.registry import MethodSpec
 from smoothcert.methods.sampler import Prepared, draw, draw_many
-from smoothcert.results.records import record_line
+from smoothcert.results.records import record_line, validate_record
 from smoothcert.results.store import ResultStore, check_same_config, existing_header
 from smoothcert.runner.backends import LocalBackend
 from smoothcert.runner.config import HASHED_FIELDS, RunConfig, example_seed
@@ -108,14 +108,14 @@ def _tensor(array: Any) -> torch.Tensor:
 
 
 def example_inputs(
-    spec: MethodSpec, dataset: Any, position: int
+    spec: MethodSpec, dataset: Any, position: int, *, threat: str | None = None
 ) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
     """The model inputs of the example at ``position``, and per-example sampling options.
 
     Inputs by the method's input kind: ``image``: ``(image,)``; ``tokens``: ``(tokens,)``
     or ``(tokens, image)`` (the image is passed unchanged); ``tokens+image``:
-    ``(tokens, image)``. Options: ``{"eligible": mask}`` when the dataset has
-    per-example eligible token positions (used by the ``"given"`` threat).
+    ``(tokens, image)``. Options: ``{"eligible": mask}`` for the ``"given"`` threat,
+    from the dataset's per-example eligible token positions.
     """
     if spec.input_kind == "image":
         return (_tensor(dataset.images[position]),), {}
@@ -124,7 +124,9 @@ def example_inputs(
         (tokens, _tensor(dataset.images[position])) if hasattr(dataset, "images") else (tokens,)
     )
     eligible = getattr(dataset, "eligible", None)
-    return inputs, ({} if eligible is None else {"eligible": np.asarray(eligible[position])})
+    if threat != "given" or eligible is None:
+        return inputs, {}
+    return inputs, {"eligible": np.asarray(eligible[position])}
 
 
 def certify_example(
@@ -456,6 +458,40 @@ class RunJob:
             (sigma,) = available_sigmas(self.config.model)
         return load_model(self.config.model, sigma=sigma, device=self.device)
 
+    def examples(self, positions: Sequence[int]) -> list[tuple[Any, ...]]:
+        """``(inputs, label, index, options)`` of the examples at ``positions``."""
+        data, spec = self._data, self.config.spec
+        threat = (self.config.params or {}).get("threat")
+        out = []
+        for p in positions:
+            inputs, options = example_inputs(spec, data, int(p), threat=threat)
+            out.append((inputs, int(data.labels[p]), int(data.indices[p]), options))
+        return out
+
+    def preflight(self, position: int, model: Any) -> None:
+        """Run every check of the method on one example without sampling (cheap).
+
+        Raises:
+            InvalidParameterError: naming the example index, as a run would.
+        """
+        self.load_dataset()
+        ((inputs, _, index, options),) = self.examples([position])
+        preparer = self.config.spec.load_preparer()
+        try:
+            preparer(
+                model,
+                inputs,
+                self.config.method_params(),
+                seed=example_seed(self.config.seed, index),
+                batch_size=self.config.batch_size,
+                num_classes=int(self._data.num_classes),
+                device=self.device,
+                autocast_dtype=autocast_dtype_for(self.config.precision),
+                **options,
+            )
+        except InvalidParameterError as err:
+            raise InvalidParameterError(f"example index {index}: {err}") from err
+
     def prepare(self) -> None:
         """Load the model and the dataset once per worker process (idempotent)."""
         self.load_dataset()
@@ -464,24 +500,15 @@ class RunJob:
     def run_shard(self, positions: Sequence[int]) -> list[dict[str, Any]]:
         """Certify the examples at ``positions``; one record each, in order."""
         self.prepare()
-        data, model = self._data, self._model
-        spec = self.config.spec
-        indices = np.asarray(data.indices)
-        labels = np.asarray(data.labels)
         records: list[dict[str, Any]] = []
         step = max(1, self.examples_per_batch)
         for start in range(0, len(positions), step):
-            chunk = positions[start : start + step]
-            examples = []
-            for p in chunk:
-                inputs, options = example_inputs(spec, data, int(p))
-                examples.append((inputs, int(labels[p]), int(indices[p]), options))
             records.extend(
                 certify_examples(
                     self.config,
-                    model,
-                    examples,
-                    num_classes=int(data.num_classes),
+                    self._model,
+                    self.examples(positions[start : start + step]),
+                    num_classes=int(self._data.num_classes),
                     device=self.device,
                     share_batches=step > 1,
                 )
@@ -567,6 +594,9 @@ def run_certification(
     fingerprint = model_fingerprint(raw)
     if model is not None:
         job.user_model = raw  # already on the device
+    # Every per-example check (threat, alphabet, target, the model on this input) on the
+    # first selected example, before the result file is created or touched.
+    job.preflight(int(positions[0]), raw)
 
     extra = {
         "device": str(dev),
@@ -599,11 +629,19 @@ def run_certification(
             progress(RunProgress(resumed, len(positions), resumed, None))
         state = {"done": resumed}
 
+        expected = {"method": config.method, "params": config.method_params().to_dict()}
+        wanted = {int(indices[p]) for p in todo}
+
         def on_records(records: list[dict[str, Any]]) -> None:
             for record in records:
-                if int(record["index"]) in store.done_indices:
+                index = int(record["index"])
+                if index in store.done_indices:
                     continue  # a retried shard: already stored, never duplicated
-                store.append(record)
+                # A worker's output is checked by the pure half before it is stored.
+                where = f"{backend.name} worker record for example index {index}"
+                if index not in wanted:
+                    raise ResultStoreError(f"{where}: this run did not ask for that example")
+                store.append(validate_record(record, where=where, expected=expected))
                 state["done"] += 1
                 if progress is not None:
                     progress(RunProgress(state["done"], len(positions), resumed, record))
