@@ -144,3 +144,19 @@ def plan_stages(
         eligible_positions=tuple(int(p) for p in applied.eligible.tolist()),
     )
     return plan, facts
+
+
+def params_from_arguments(
+    noise: TokenSubstitutionNoise,
+    threat: ThreatModel,
+    **mode: Any,
+) -> dict[str, Any]:
+    """The :class:`TokenParams` fields of a kernel, a threat and the mode arguments."""
+    return {
+        "beta": noise.beta,
+        "alphabet": alphabet_field(noise),
+        "kernel": noise.kernel,
+        "mask_id": noise.mask_id,
+        **threat_fields(threat),
+        **mode,
+    }

@@ -71,13 +71,13 @@ from smoothcert.methods._common import check_image, model_device
 from smoothcert.methods._tokens_common import (
     check_placeholder,
     check_threat,
+    params_from_arguments,
     plan_stages,
     threat_of,
     token_noise,
 )
 from smoothcert.methods.sampler import Prepared, Sampler, draw
 from smoothcert.methods.threats import ThreatModel
-from smoothcert.methods.tokens import params_from_arguments
 from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.noise.product import TokenImageNoise
 from smoothcert.noise.tokens import TokenSubstitutionNoise, check_tokens

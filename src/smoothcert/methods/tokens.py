@@ -83,11 +83,10 @@ import torch
 from smoothcert.decisions.tokens import TokenParams, decide_tokens
 from smoothcert.methods._common import check_image, model_device
 from smoothcert.methods._tokens_common import (
-    alphabet_field,
     check_placeholder,
     check_threat,
+    params_from_arguments,
     plan_stages,
-    threat_fields,
     threat_of,
     token_noise,
 )
@@ -172,22 +171,6 @@ def sample(
 ) -> Evidence:
     """Draw the evidence at one input: :func:`prepare`, then draw the stages."""
     return draw(prepare(model, inputs, params, **options))
-
-
-def params_from_arguments(
-    noise: TokenSubstitutionNoise,
-    threat: ThreatModel,
-    **mode: Any,
-) -> dict[str, Any]:
-    """The :class:`TokenParams` fields of a kernel, a threat and the mode arguments."""
-    return {
-        "beta": noise.beta,
-        "alphabet": alphabet_field(noise),
-        "kernel": noise.kernel,
-        "mask_id": noise.mask_id,
-        **threat_fields(threat),
-        **mode,
-    }
 
 
 def certify(
