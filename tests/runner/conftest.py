@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline_toys import image_model
 from smoothcert.runner import RunConfig
 
 
@@ -22,12 +23,7 @@ class ToyDataset:
 
 
 def make_model(seed: int = 0) -> torch.nn.Module:
-    rng = np.random.default_rng(seed)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
-    with torch.no_grad():
-        model[1].weight.copy_(torch.as_tensor(rng.normal(size=(3, 16)), dtype=torch.float32))
-        model[1].bias.zero_()
-    return model.eval()
+    return image_model(seed)
 
 
 def make_dataset(size: int = 8) -> ToyDataset:
