@@ -485,10 +485,12 @@ def add_noise_shares(noise: dict, single: dict, multi: dict, s: Settings) -> Non
         k = str(max(s.ks[name]))
         rate = row["noise_samples_per_s"]["per_input_kernel"]
         shares = {}
-        if name in single:
+        by_k = multi.get(name, {}).get("by_k", {})
+        if k in by_k:  # the interleaved one-at-a-time figure, else engine_single's
+            shares["single_n_small"] = by_k[k]["single_input_samples_per_s"] / rate
+            shares[f"multi_k{k}"] = by_k[k]["samples_per_s"] / rate
+        elif name in single:
             shares["single_n_small"] = single[name]["n_small"]["samples_per_s"] / rate
-        if name in multi and k in multi[name]["by_k"]:
-            shares[f"multi_k{k}"] = multi[name]["by_k"][k]["samples_per_s"] / rate
         row["noise_share_of_engine"] = shares
 
 

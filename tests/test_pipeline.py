@@ -425,6 +425,7 @@ def test_worker_output_is_validated_before_it_is_stored(tmp_path) -> None:
 
     class Tampering(LocalBackend):
         name = "tampering"
+        in_process = False  # as if another process computed the records
 
         def run(self, job, shards, on_records):
             def altered(records):

@@ -200,9 +200,10 @@ def recertify(
                     f"but {path} has {extra.get(key)}; refusing to mix results of different "
                     "models: choose another output file"
                 )
-        todo = [r for r in records if r["index"] not in store.done_indices]
+        todo = [r for r in records if not store.is_done(r["index"])]
         if todo:
             store.record_selection({"recertified": str(path)})
+        lines = []
         for record in todo:
             result = result_of(record, where=f"{path}: index {record['index']}")
             # The sampled parameters must be those of the file; only alpha may change.
@@ -218,5 +219,6 @@ def recertify(
                     f"differ from the file's configuration; the file is inconsistent"
                 )
             fresh = spec.decide(result.evidence, params)
-            store.append(record_line(fresh, index=record["index"], label=record["label"]))
+            lines.append(record_line(fresh, index=record["index"], label=record["label"]))
+        store.append_many(lines)
     return Path(output)

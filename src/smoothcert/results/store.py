@@ -53,7 +53,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -562,29 +562,52 @@ class ResultStore:
         self._write_line(self._handle, line)
         self.selections.append(selection)
 
+    def is_done(self, index: int) -> bool:
+        """Whether the example with stable ``index`` is already stored (O(1))."""
+        return index in self._done
+
     def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record, then flush and fsync it.
+        """Append one record, then flush and fsync it (see :meth:`append_many`)."""
+        self.append_many([record])
+
+    def append_many(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append records with one write, then flush and fsync once.
+
+        A crash mid-write leaves at most the last line incomplete (dropped on resume);
+        the records of one call reach the disk together.
 
         Args:
-            record: a JSON-serialisable mapping with ``type == "record"`` and an
-                ``index`` not yet in the file.
+            records: JSON-serialisable mappings with ``type == "record"`` and indices not
+                yet in the file (nor repeated among them).
 
         Raises:
-            ResultStoreError: if the store is closed, the record is malformed or its
-                index is already stored.
+            ResultStoreError: if the store is closed, a record is malformed, not
+                JSON-serialisable, or its index is already stored; nothing is written then.
         """
         if self._handle is None:
             raise ResultStoreError(f"result store {self.path} is closed")
-        record = dict(record)
-        index = _check_record(record, self._done, f"record for {self.path}")
-        try:
-            self._write_line(self._handle, record)
-        except (TypeError, ValueError) as err:
-            raise ResultStoreError(
-                f"record with index {index} is not JSON-serialisable ({err})"
-            ) from err
-        self._done.add(index)
-        self.records.append(record)
+        seen = set(self._done)
+        lines = []
+        checked = []
+        for record in records:
+            record = dict(record)
+            index = _check_record(record, seen, f"record for {self.path}")
+            try:
+                lines.append(json.dumps(record, allow_nan=False) + "\n")
+            except (TypeError, ValueError) as err:
+                raise ResultStoreError(
+                    f"record with index {index} is not JSON-serialisable ({err})"
+                ) from err
+            seen.add(index)
+            checked.append((index, record))
+        if not checked:
+            return
+        self._handle.write("".join(lines).encode("utf-8"))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        for index, record in checked:
+            self._done.add(index)
+            self.records.append(record)
 
     def close(self) -> None:
         """Release the lock and close the file (idempotent)."""

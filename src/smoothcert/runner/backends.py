@@ -51,6 +51,8 @@ class LocalBackend:
     """Run every shard in the calling process, in order."""
 
     name = "local"
+    in_process = True
+    """Records are computed in the writer's process by the library's own decisions."""
 
     def run(self, job: ShardJob, shards: Sequence[Sequence[int]], on_records: OnRecords) -> None:
         """Run ``job`` on each shard and pass its records to ``on_records`` as they finish.
