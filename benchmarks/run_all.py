@@ -110,7 +110,8 @@ class Settings:
     fast_variants: dict[str, tuple[str, ...]] | None = None
     compile: bool = True
     noise_repeats: int = 5
-    runner_examples: int = 50
+    runner_examples: int = 360
+    runner_batch: int = 60
     ray: bool = True
     overhead_samples: int = 20_000
     overhead_large_samples: int = 2048
@@ -141,6 +142,7 @@ def quick_settings(device: str = "cpu") -> Settings:
         compile=False,
         noise_repeats=2,
         runner_examples=4,
+        runner_batch=2,
         ray=False,
         overhead_samples=2000,
         overhead_large_samples=256,
@@ -649,7 +651,7 @@ def bench_runner(s: Settings, bare: dict[str, Any] | None = None) -> dict[str, A
     """Certified examples/s through ``run_certification`` (digits, n0 = n = n_small).
 
     Variants: the local backend one example at a time, the local backend with
-    ``examples_per_batch = runner_examples`` (multi-input batching, if the runner has
+    ``examples_per_batch = runner_batch`` (multi-input batching, if the runner has
     it), and Ray with 1 and 2 workers (if Ray and ``RayBackend`` are available and
     ``settings.ray``; the Ray times include starting the local cluster and the workers'
     model loading, so they are a lower bound on the steady rate).
@@ -671,8 +673,8 @@ def bench_runner(s: Settings, bare: dict[str, Any] | None = None) -> dict[str, A
 
     variants: dict[str, dict[str, Any]] = {"local": {}}
     if "examples_per_batch" in accepted:
-        variants[f"local_examples_per_batch_{s.runner_examples}"] = {
-            "examples_per_batch": s.runner_examples
+        variants[f"local_examples_per_batch_{s.runner_batch}"] = {
+            "examples_per_batch": s.runner_batch
         }
     if s.ray and "backend" in accepted:
         for workers in (1, 2):
