@@ -57,6 +57,7 @@ def _sampler(
     device: torch.device | str | None,
     input_shape: tuple[int, ...] | None,
     autocast_dtype: torch.dtype | None,
+    probe: bool,
 ) -> Sampler:
     check_image(x, input_shape=input_shape)
     dev = check_device(device) if device is not None else model_device(model, x.device)
@@ -68,6 +69,7 @@ def _sampler(
         num_classes=num_classes,
         device=dev,
         autocast_dtype=autocast_dtype,
+        probe=probe,
     )
 
 
@@ -82,6 +84,7 @@ def prepare(
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
     input_shape: tuple[int, ...] | None = None,
+    probe: bool = True,
 ) -> Prepared:
     """Validate everything and plan the stages of Gaussian smoothing at one input.
 
@@ -98,6 +101,8 @@ def prepare(
         num_classes: expected output columns; inferred from the model if None.
         device: device to sample on; default the model's (else ``x``'s) device.
         autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` forward passes.
+        probe: check the model on the clean input first (see
+            :class:`~smoothcert.methods.sampler.Sampler`).
         input_shape: if given, ``x.shape`` must equal it.
 
     Returns:
@@ -119,6 +124,7 @@ def prepare(
         device=device,
         input_shape=input_shape,
         autocast_dtype=autocast_dtype,
+        probe=probe,
     )
     if isinstance(params, GaussianPredictParams):
         plan = (PlannedStage("prediction", params.n, params.alpha),)

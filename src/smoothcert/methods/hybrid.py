@@ -97,6 +97,7 @@ def prepare(
     autocast_dtype: torch.dtype | None = None,
     image_shape: tuple[int, ...] | None = None,
     eligible: Any = None,
+    probe: bool = True,
 ) -> Prepared:
     """Validate everything and plan the stages of hybrid smoothing at one (tokens, image) pair.
 
@@ -115,6 +116,8 @@ def prepare(
         num_classes: expected number of output columns; inferred if None.
         device: device to sample on; default the model's (else the image's) device.
         autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` forward passes.
+        probe: check the model on the clean input first (see
+            :class:`~smoothcert.methods.sampler.Sampler`).
         image_shape: if given, ``image.shape`` must equal it.
         eligible: this input's eligible positions (a boolean mask over the sequence),
             for ``params.threat == "given"`` only.
@@ -153,6 +156,7 @@ def prepare(
         num_classes=num_classes,
         device=dev,
         autocast_dtype=autocast_dtype,
+        probe=probe,
     )
     plan, facts = plan_stages(sampler, params, applied)
     return Prepared(sampler, plan, facts, start)

@@ -69,6 +69,10 @@ class Sampler:
         device: the device the inputs are on and the noise is drawn on (default: the
             device of the first clean input).
         autocast_dtype: optional ``torch.bfloat16`` / ``torch.float16`` forward passes.
+        probe: run the model once on the clean input to check it and count its classes.
+            False skips that forward pass when ``num_classes`` is given and the caller has
+            already probed the model on an input of the same kind (a dataset run probes
+            its first example); the engine still checks every noisy batch's output.
 
     Raises:
         InvalidParameterError: on a model in training mode, a model that rejects the
@@ -85,6 +89,7 @@ class Sampler:
         num_classes: int | None = None,
         device: torch.device | None = None,
         autocast_dtype: torch.dtype | None = None,
+        probe: bool = True,
     ) -> None:
         self.model = model
         self.noise = noise
@@ -97,7 +102,10 @@ class Sampler:
         self.autocast_dtype = autocast_dtype
         check_eval_mode(model)
         self._clean_batch = tuple(t.unsqueeze(0) for t in clean)
-        self.num_classes = probe_num_classes(model, self._clean_batch, num_classes)
+        if probe or num_classes is None:
+            self.num_classes = probe_num_classes(model, self._clean_batch, num_classes)
+        else:
+            self.num_classes = num_classes
         self.generator = make_generator(self.seed, self.device)
 
     def _draw(self, num: int) -> tuple[torch.Tensor, ...]:

@@ -109,6 +109,7 @@ def prepare(
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
     eligible: Any = None,
+    probe: bool = True,
 ) -> Prepared:
     """Validate everything and plan the stages of token substitution smoothing at one input.
 
@@ -129,6 +130,8 @@ def prepare(
         num_classes: expected number of output columns; inferred if None.
         device: device to sample on; default the model's (else the tokens') device.
         autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` forward passes.
+        probe: check the model on the clean input first (see
+            :class:`~smoothcert.methods.sampler.Sampler`).
         eligible: this input's eligible positions (a boolean mask over the sequence),
             for ``params.threat == "given"`` only.
 
@@ -158,6 +161,7 @@ def prepare(
         num_classes=num_classes,
         device=dev,
         autocast_dtype=autocast_dtype,
+        probe=probe,
     )
     plan, facts = plan_stages(sampler, params, applied)
     return Prepared(sampler, plan, facts, start)

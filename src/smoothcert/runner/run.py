@@ -177,11 +177,14 @@ def certify_examples(
     num_classes: int | None = None,
     device: torch.device | str | None = None,
     share_batches: bool = False,
+    probe: bool = True,
 ) -> list[dict[str, Any]]:
     """Certify several examples ``(inputs, label, index, options)``; one record each, in order.
 
     ``options`` are per-example keyword arguments of the method's ``prepare`` (e.g.
-    ``eligible``, see :func:`example_inputs`).
+    ``eligible``, see :func:`example_inputs`). ``probe=False`` skips each example's clean
+    probe pass (a run probes its first example in :meth:`RunJob.preflight`; ``num_classes``
+    must then be given).
 
     With ``share_batches`` their noisy samples go through the model in shared forward
     passes (:func:`smoothcert.methods.sampler.draw_many`); the records are the same.
@@ -206,6 +209,7 @@ def certify_examples(
                     num_classes=num_classes,
                     device=device,
                     autocast_dtype=autocast,
+                    probe=probe,
                     **options,
                 )
             )
@@ -511,6 +515,7 @@ class RunJob:
                     num_classes=int(self._data.num_classes),
                     device=self.device,
                     share_batches=step > 1,
+                    probe=False,  # preflight probed the run's first example
                 )
             )
         return records
