@@ -334,7 +334,8 @@ class CertifyResult:
             no bound was computed).
         alpha: one-sided failure probability of the whole certificate (all stages).
         seed: seed of the samples (None if unknown).
-        seconds: wall-clock seconds for sampling and deciding.
+        seconds: wall-clock seconds of the sampling (``evidence.seconds``; the decision's
+            own time is left out so that re-certification reproduces the record).
         params: the method's typed parameters (a registered :class:`Payload`).
         evidence: the :class:`Evidence` the decision was made from.
         p_upper: upper bound on the runner-up's (top-two) probability, else None.

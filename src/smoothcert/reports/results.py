@@ -138,9 +138,10 @@ def load_results(path: str | os.PathLike[str], *, label: str | None = None) -> R
     """Load one result file (format version 1 or 2), validating every record.
 
     Records are never trusted: each is rebuilt, re-decided from its own evidence and
-    ``correct`` is recomputed (:func:`smoothcert.results.records.validate_record`), so
-    a string ``"false"``, a wrong ``correct`` or a radius its evidence does not certify
-    is a one-line error naming the file, the record and the field.
+    checked against the header's method and parameters, and ``correct`` must match its
+    label and prediction (:func:`smoothcert.results.records.validate_record`), so a
+    string ``"false"``, a wrong ``correct`` or a radius its evidence does not certify is a
+    one-line error naming the file, the line and the field.
 
     Args:
         path: a JSON-lines file written by ``smoothcert certify`` /
