@@ -169,6 +169,40 @@ def certify_example(
     )[0]
 
 
+def prepare_example(
+    config: RunConfig,
+    model: Callable[..., torch.Tensor],
+    example: tuple[tuple[Any, ...], int, int, dict[str, Any]],
+    *,
+    num_classes: int | None,
+    device: torch.device | str | None,
+    probe: bool = True,
+) -> Prepared:
+    """Every check of the config's method on one example ``(inputs, label, index, options)``.
+
+    Returns the method's :class:`~smoothcert.methods.sampler.Prepared` (nothing sampled).
+
+    Raises:
+        InvalidParameterError: naming the example index.
+    """
+    inputs, _, index, options = example
+    try:
+        return config.spec.load_preparer()(
+            model,
+            inputs,
+            config.method_params(),
+            seed=example_seed(config.seed, index),
+            batch_size=config.batch_size,
+            num_classes=num_classes,
+            device=device,
+            autocast_dtype=autocast_dtype_for(config.precision),
+            probe=probe,
+            **options,
+        )
+    except InvalidParameterError as err:
+        raise InvalidParameterError(f"example index {index}: {err}") from err
+
+
 def certify_examples(
     config: RunConfig,
     model: Callable[..., torch.Tensor],
@@ -194,27 +228,10 @@ def certify_examples(
     """
     spec = config.spec
     params = config.method_params()
-    preparer = spec.load_preparer()
-    autocast = autocast_dtype_for(config.precision)
-    prepared: list[Prepared] = []
-    for inputs, _, index, options in examples:
-        try:
-            prepared.append(
-                preparer(
-                    model,
-                    inputs,
-                    params,
-                    seed=example_seed(config.seed, index),
-                    batch_size=config.batch_size,
-                    num_classes=num_classes,
-                    device=device,
-                    autocast_dtype=autocast,
-                    probe=probe,
-                    **options,
-                )
-            )
-        except InvalidParameterError as err:
-            raise InvalidParameterError(f"example index {index}: {err}") from err
+    prepared = [
+        prepare_example(config, model, example, num_classes=num_classes, device=device, probe=probe)
+        for example in examples
+    ]
     try:
         if share_batches and len(prepared) > 1:
             evidences = draw_many(prepared)
@@ -479,22 +496,10 @@ class RunJob:
             InvalidParameterError: naming the example index, as a run would.
         """
         self.load_dataset()
-        ((inputs, _, index, options),) = self.examples([position])
-        preparer = self.config.spec.load_preparer()
-        try:
-            preparer(
-                model,
-                inputs,
-                self.config.method_params(),
-                seed=example_seed(self.config.seed, index),
-                batch_size=self.config.batch_size,
-                num_classes=int(self._data.num_classes),
-                device=self.device,
-                autocast_dtype=autocast_dtype_for(self.config.precision),
-                **options,
-            )
-        except InvalidParameterError as err:
-            raise InvalidParameterError(f"example index {index}: {err}") from err
+        (example,) = self.examples([position])
+        prepare_example(
+            self.config, model, example, num_classes=int(self._data.num_classes), device=self.device
+        )
 
     def prepare(self) -> None:
         """Load the model and the dataset once per worker process (idempotent)."""
