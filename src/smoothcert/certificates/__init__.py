@@ -6,6 +6,7 @@ from smoothcert.certificates.gaussian import (
     max_certifiable_radius,
 )
 from smoothcert.certificates.hybrid import hybrid_lower_bound, hybrid_radius_curve
+from smoothcert.certificates.lipschitz import lipschitz_radius, lipschitz_radius_top2
 from smoothcert.certificates.tokens import (
     TokenField,
     max_certifiable_tokens,
@@ -20,6 +21,8 @@ __all__ = [
     "TokenField",
     "hybrid_lower_bound",
     "hybrid_radius_curve",
+    "lipschitz_radius",
+    "lipschitz_radius_top2",
     "max_certifiable_tokens",
     "max_certifiable_tokens_for_samples",
     "token_lower_bound",
