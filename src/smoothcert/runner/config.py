@@ -199,14 +199,18 @@ class RunConfig:
         return get_method(self.method)
 
     def method_params(self) -> Payload:
-        """The method's typed parameters.
+        """The method's typed parameters (built once per config: runs ask for them per example).
 
         Example:
             >>> RunConfig().method_params().sigma
             0.25
         """
-        assert self.params is not None
-        return self.spec.params(dict(self.params))
+        cached = self.__dict__.get("_method_params")
+        if cached is None:
+            assert self.params is not None
+            cached = self.spec.params(dict(self.params))
+            object.__setattr__(self, "_method_params", cached)  # not a field: not hashed
+        return cached
 
     @property
     def sigma(self) -> float | None:

@@ -32,6 +32,23 @@ Sampler = Callable[[int], Sequence[torch.Tensor]]
 AUTOCAST_DTYPES = (None, torch.bfloat16, torch.float16)
 
 
+def check_autocast_dtype(autocast_dtype: Any) -> None:
+    """Raise unless ``autocast_dtype`` is one of :data:`AUTOCAST_DTYPES`."""
+    if autocast_dtype not in AUTOCAST_DTYPES:
+        raise InvalidParameterError(
+            f"autocast_dtype = {autocast_dtype!r} is invalid; valid: one of {AUTOCAST_DTYPES}"
+        )
+
+
+def autocast_context(
+    device: torch.device, autocast_dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` to ``autocast_dtype`` on the device's type, or a no-op for None."""
+    if autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+
+
 def count_classes(
     model: Callable[..., torch.Tensor],
     sampler: Sampler,
@@ -70,19 +87,12 @@ def count_classes(
     num_classes = check_int(num_classes, name="num_classes", minimum=2)
     batch_size = check_int(batch_size, name="batch_size", minimum=1)
     device = torch.device(device)
-    if autocast_dtype not in AUTOCAST_DTYPES:
-        raise InvalidParameterError(
-            f"autocast_dtype = {autocast_dtype!r} is invalid; valid: one of {AUTOCAST_DTYPES}"
-        )
+    check_autocast_dtype(autocast_dtype)
     counts = torch.zeros(num_classes, dtype=torch.int64, device=device)
     # Rows with NaN/Inf scores, counted on the device and checked once at the end.
     non_finite = torch.zeros((), dtype=torch.int64, device=device)
     ones = torch.ones(min(batch_size, num_samples), dtype=torch.int64, device=device)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_context(device, autocast_dtype)
     remaining = num_samples
     with torch.inference_mode(), autocast:
         while remaining > 0:

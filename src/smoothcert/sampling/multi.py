@@ -39,7 +39,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +48,7 @@ import torch
 from smoothcert._validation import check_int
 from smoothcert.errors import InvalidParameterError
 from smoothcert.sampling.device import check_device
-from smoothcert.sampling.engine import AUTOCAST_DTYPES, Sampler
+from smoothcert.sampling.engine import Sampler, autocast_context, check_autocast_dtype
 
 Counts2D = np.ndarray[Any, np.dtype[np.int64]]
 
@@ -172,10 +171,7 @@ def count_classes_many(
             "callable returning (batch, num_classes) scores"
         )
     dev = check_device(device)
-    if autocast_dtype not in AUTOCAST_DTYPES:
-        raise InvalidParameterError(
-            f"autocast_dtype = {autocast_dtype!r} is invalid; valid: one of {AUTOCAST_DTYPES}"
-        )
+    check_autocast_dtype(autocast_dtype)
     k = len(samplers)
     group = _group_size(k, batch_size, max_batch)
     out = np.empty((k, num_classes), dtype=np.int64)
@@ -215,11 +211,7 @@ def _count_group(
     # offsets[i] = i * num_classes: input i's counts live at [offset, offset + num_classes).
     offsets = torch.arange(k, dtype=torch.int64, device=device).mul_(num_classes).unsqueeze(1)
     buffers: list[torch.Tensor] | None = None
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_context(device, autocast_dtype)
     remaining = num_samples
     with torch.inference_mode(), autocast:
         while remaining > 0:
