@@ -93,7 +93,31 @@ METHOD_RUNS = {
     "cohen": ("image", {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01}),
     "cohen-top2": ("image", {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01}),
     "cohen-predict": ("image", {"sigma": 0.5, "n": 300, "alpha": 0.01}),
+    "cohen-sequential": (
+        "image",
+        {
+            "sigma": 0.5,
+            "n0": 20,
+            "alpha": 0.01,
+            "max_samples": 2000,
+            "target_radii": (0.25, 0.5),
+            "first_round": 30,
+        },
+    ),
     "tokens": ("text_image", {"beta": 0.3, "alphabet": VOCAB, "n0": 20, "n": 300, "alpha": 0.01}),
+    "hybrid-sequential": (
+        "text_image",
+        {
+            "sigma": 0.5,
+            "beta": 0.3,
+            "alphabet": VOCAB,
+            "n0": 20,
+            "alpha": 0.01,
+            "max_samples": 2000,
+            "targets": ((0, 0.1), (1, 0.05)),
+            "first_round": 30,
+        },
+    ),
     "hybrid": (
         "text_image",
         {"sigma": 0.5, "beta": 0.3, "alphabet": VOCAB, "n0": 20, "n": 300, "alpha": 0.01},

@@ -49,6 +49,10 @@ PURE_MODULES = (
     "smoothcert.decisions.cohen",
     "smoothcert.decisions.tokens",
     "smoothcert.decisions.hybrid",
+    "smoothcert.decisions.sequential",
+    "smoothcert.decisions.hybrid_sequential",
+    "smoothcert.stats.sequential",
+    "smoothcert.reports.samples",
     "smoothcert.records",
     "smoothcert.results",
     "smoothcert.results.store",
@@ -67,7 +71,10 @@ def test_pure_layers_import_without_torch() -> None:
         imports
         + """
 from smoothcert.methods.registry import get_method, method_names
-assert method_names() == ("cohen", "cohen-predict", "cohen-top2", "hybrid", "tokens")
+assert method_names() == (
+    "cohen", "cohen-predict", "cohen-sequential", "cohen-top2", "hybrid",
+    "hybrid-sequential", "tokens",
+)
 for name in method_names():
     get_method(name)
 assert "torch" not in sys.modules

@@ -225,6 +225,20 @@ def test_cli_method_choices_are_exactly_the_registry() -> None:
         (["--method", "tokens"], ["does not fit method 'tokens'", "valid: a text or text_image"]),
         (["--method", "cohen", "-n", "2000000000"], ["above the limit", "--allow-large"]),
         (["--backend", "spark"], ["backend = 'spark' is invalid; valid values: local, ray"]),
+        (["--method", "cohen-sequential"], ["target radii (target mode) or a tolerance"]),
+        (
+            ["--method", "cohen-sequential", "--target-radius", "-0.5"],
+            ["target_radius = -0.5 is invalid"],
+        ),
+        (
+            ["--method", "cohen-sequential", "--tolerance", "0.1", "--max-samples", "0"],
+            ["max_samples = 0 is invalid"],
+        ),
+        (["--method", "cohen", "--tolerance", "0.1"], ["--tolerance is not an option"]),
+        (
+            ["--method", "cohen-sequential", "--tolerance", "0.1", "-n", "5"],
+            ["--n is not an option of method 'cohen-sequential'", "--max-samples"],
+        ),
     ],
 )
 def test_cli_bad_input_for_every_method_is_one_line_before_sampling(

@@ -209,6 +209,13 @@ _METHOD_OPTIONS = (
     "num_positions",
     "placeholder_id",
     "threat_d_max",
+    "max_samples",
+    "target_radii",
+    "tolerance",
+    "first_round",
+    "growth",
+    "bound",
+    "targets",
 )
 """Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
@@ -218,9 +225,17 @@ _OPTION_FLAGS = {
     "mask_id": "--mask-id",
     "placeholder_id": "--placeholder-id",
     "n": "--n",
+    "target_radii": "--target-radius",
+    "targets": "--target-point",
 }
 
-_COMMON_DEFAULTS: dict[str, Any] = {"sigma": 0.25, "n0": 100, "n": 10_000, "alpha": 0.001}
+_COMMON_DEFAULTS: dict[str, Any] = {
+    "sigma": 0.25,
+    "n0": 100,
+    "n": 10_000,
+    "alpha": 0.001,
+    "max_samples": 100_100,
+}
 """Defaults of the sampling parameters when a method takes them and none is given."""
 
 
@@ -302,7 +317,8 @@ def build_run_config(
         )
     params = dict(given)
     for key, value in _COMMON_DEFAULTS.items():
-        if key in fields and key not in params:
+        # a sequential method's n is its budget, derived from max_samples
+        if key in fields and key not in params and not (key == "n" and "max_samples" in fields):
             params[key] = value
     if "alphabet" in fields and "alphabet" not in params:
         params["alphabet"] = _dataset_attribute(run_fields["dataset"], "vocab_size")
@@ -318,6 +334,23 @@ def build_run_config(
         if beta is not None:
             params["beta"] = beta
     return RunConfig(method=method, params=params, **run_fields)
+
+
+def _parse_points(texts: Sequence[str]) -> tuple[tuple[int, float], ...]:
+    """``["2,0.25", ...]`` -> ``((2, 0.25), ...)`` for ``--target-point``."""
+    points = []
+    for text in texts:
+        parts = text.split(",")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            points.append((int(parts[0]), float(parts[1])))
+        except ValueError:
+            raise InvalidParameterError(
+                f"--target-point {text!r} is invalid; valid: D,R with D an integer number of "
+                "edited tokens and R an L2 radius, e.g. 2,0.25"
+            ) from None
+    return tuple(points)
 
 
 def check_dataset_fits(spec: Any, dataset: str) -> None:
@@ -414,6 +447,32 @@ def certify(
         int | None, typer.Option(help="Appended placeholder token id (append_suffix).")
     ] = None,
     d_max: Annotated[int | None, typer.Option(help="Largest number of edits d to certify.")] = None,
+    max_samples: Annotated[
+        int | None,
+        typer.Option(help="Sequential: most samples per example, n0 included (default 100100)."),
+    ] = None,
+    target_radius: Annotated[
+        list[float] | None,
+        typer.Option(help="Sequential target mode: a radius to decide (repeat for several)."),
+    ] = None,
+    target_point: Annotated[
+        list[str] | None,
+        typer.Option(help="Sequential hybrid: a point d,r to decide (repeat for several)."),
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(help="Sequential precision mode: stop when the radius is known to this."),
+    ] = None,
+    first_round: Annotated[
+        int | None, typer.Option(help="Sequential: samples of the first round (default 100).")
+    ] = None,
+    growth: Annotated[
+        float | None, typer.Option(help="Sequential: round growth factor (default 2).")
+    ] = None,
+    bound: Annotated[
+        str | None,
+        typer.Option(help="Sequential confidence sequence: union or mixture (default union)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
     examples_per_batch: Annotated[
         int, typer.Option(help="Examples sharing each forward pass (same records).")
@@ -452,7 +511,9 @@ def certify(
     ] = False,
     allow_large: Annotated[
         bool,
-        typer.Option("--allow-large/--no-allow-large", help="Allow n0 + n above 10^9."),
+        typer.Option(
+            "--allow-large/--no-allow-large", help="Allow more than 10^9 samples per example."
+        ),
     ] = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
@@ -518,6 +579,13 @@ def certify(
             "num_positions": suffix_length,
             "placeholder_id": placeholder_id,
             "threat_d_max": d_max,
+            "max_samples": max_samples,
+            "target_radii": tuple(target_radius) if target_radius else None,
+            "targets": _parse_points(target_point) if target_point else None,
+            "tolerance": tolerance,
+            "first_round": first_round,
+            "growth": growth,
+            "bound": bound,
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()
@@ -535,7 +603,7 @@ def certify(
 
             run_backend = RayBackend(workers=workers, address=ray_address)
         per_example = config.samples_per_example()
-        if config.method.startswith("cohen") and config.method != "cohen-predict":
+        if config.method in ("cohen", "cohen-top2"):
             best = max_certifiable_radius(
                 n=params.n,  # type: ignore[attr-defined]
                 alpha=params.alpha / (2 if config.method == "cohen-top2" else 1),  # type: ignore[attr-defined]
@@ -646,11 +714,14 @@ def _print_report(
         claim_heading,
         dr_table,
         group_by_claim,
+        is_sequential,
         latex_table,
         load_many,
         markdown_table,
         plot_certified_accuracy,
         plot_dr_heatmap,
+        plot_samples_histogram,
+        samples_table,
     )
 
     files = load_many(paths, labels=labels if labels else None)
@@ -666,6 +737,12 @@ def _print_report(
                 else plot_path.with_name(f"{plot_path.stem}_{group[0].claim}{plot_path.suffix}")
             )
             console.print(f"plot: {plot_certified_accuracy(group, target)}")
+    if any(is_sequential(f) for f in files):
+        typer.echo("\nforward samples (noisy forward passes) per input, selection included:")
+        typer.echo(samples_table(files))
+        if plot_path is not None:
+            hist = plot_path.with_name(f"{plot_path.stem}_samples{plot_path.suffix}")
+            console.print(f"samples: {plot_samples_histogram(files, hist)}")
     for f in files:
         if f.torn_tail:
             console.print(f"note: ignored an incomplete last line of {f.path}")
@@ -697,7 +774,8 @@ def report(
     """Certified accuracy per radius, ACR and abstention rate; one table per claim.
 
     Hybrid files add a certified-accuracy table over (d edited tokens, L2 radius r) and,
-    with --plot, a heatmap PNG next to the plot.
+    with --plot, a heatmap PNG next to the plot. With a sequential file, a table of the
+    forward samples per input of every file (and, with --plot, their histogram).
     """
     from smoothcert.reports import parse_radii
 

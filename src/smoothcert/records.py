@@ -55,9 +55,17 @@ CLAIMS = ("majority", "flagged", "prediction")
   classifier's at the clean input with probability >= 1 - alpha; no radius.
 """
 
-ROLES = ("selection", "estimation", "prediction", "sigma_selection", "sigma_estimation")
+ROLES = (
+    "selection",
+    "estimation",
+    "prediction",
+    "sigma_selection",
+    "sigma_estimation",
+    "round",
+)
 """Roles of a sampling stage. Selection stages choose (a class, a sigma) and spend no alpha;
-the others are bounded at the alpha they record."""
+the others are bounded at the alpha they record. A sequential run's estimation samples are
+drawn in ``round`` stages, in order; the last one records the alpha of the whole sequence."""
 
 P = TypeVar("P", bound="Payload")
 _PAYLOADS: dict[str, type[Payload]] = {}
@@ -445,6 +453,11 @@ class CertifyResult:
         """Number of estimation (or PREDICT) samples."""
         stage = self.evidence.stage("estimation") or self.evidence.stage("prediction")
         return stage.n if stage is not None else 0
+
+    @property
+    def samples_used(self) -> int:
+        """Noisy samples (forward passes) drawn for this result, every stage included."""
+        return sum(s.n for s in self.evidence.stages)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""

@@ -70,6 +70,10 @@ class GaussianParams(Payload):
         object.__setattr__(self, "n", check_int(self.n, name="n", minimum=1))
         object.__setattr__(self, "alpha", check_probability_level(self.alpha))
 
+    def forward_samples(self) -> int:
+        """Noisy samples (forward passes) per input: ``n0 + n``."""
+        return self.n0 + self.n
+
 
 @register_payload
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +95,10 @@ class GaussianPredictParams(Payload):
         object.__setattr__(self, "sigma", check_positive(self.sigma, name="sigma"))
         object.__setattr__(self, "n", check_int(self.n, name="n", minimum=1))
         object.__setattr__(self, "alpha", check_probability_level(self.alpha))
+
+    def forward_samples(self) -> int:
+        """Noisy samples (forward passes) per input: ``n``."""
+        return self.n
 
 
 @register_payload

@@ -51,24 +51,21 @@ class HybridParams(TokenParams):
         object.__setattr__(self, "sigma", check_positive(self.sigma, name="sigma"))
 
 
-def decide_hybrid(evidence: Evidence, params: HybridParams) -> CertifyResult:
-    """Certify the curve ``r(d)`` from saved counts (see the module docstring).
+def hybrid_curve(
+    p_lower: float, params: HybridParams, *, d_max: int
+) -> tuple[np.ndarray, int | None]:
+    """The certified staircase at ``p_lower``: ``(r(0..d_max), d_certified)``.
 
-    Returns:
-        The result, method ``"hybrid"``, ``radius = r(0)`` and ``radius_curve``
-        ``r(0..d_max)`` (zeros when abstaining).
-
-    Raises:
-        InvalidParameterError: on evidence that does not fit the parameters.
+    ``r(d)`` is zero past the first ``d`` not certified with an unperturbed image, and
+    everywhere when ``d = 0`` is not (``d_certified`` None). Radii in image units.
     """
-    cls, p_lower, facts, details = bound_class(evidence, params, "hybrid")
-    d_cert = certified_tokens(p_lower, params, d_max=facts.d_max)
-    curve = np.zeros(facts.d_max + 1, dtype=np.float64)
+    d_cert = certified_tokens(p_lower, params, d_max=d_max)
+    curve = np.zeros(d_max + 1, dtype=np.float64)
     if d_cert is not None:
         curve = np.asarray(
             hybrid_radius_curve(
                 p_lower,
-                d_max=facts.d_max,
+                d_max=d_max,
                 sigma=params.sigma,
                 beta=params.beta,
                 vocab_size=params.vocab_size,
@@ -80,6 +77,21 @@ def decide_hybrid(evidence: Evidence, params: HybridParams) -> CertifyResult:
         # Staircase: nothing is certified past the first d that fails at r = 0.
         curve[d_cert + 1 :] = 0.0
         curve = np.where(np.isfinite(curve) & (curve > 0), curve, 0.0)
+    return curve, d_cert
+
+
+def decide_hybrid(evidence: Evidence, params: HybridParams) -> CertifyResult:
+    """Certify the curve ``r(d)`` from saved counts (see the module docstring).
+
+    Returns:
+        The result, method ``"hybrid"``, ``radius = r(0)`` and ``radius_curve``
+        ``r(0..d_max)`` (zeros when abstaining).
+
+    Raises:
+        InvalidParameterError: on evidence that does not fit the parameters.
+    """
+    cls, p_lower, facts, details = bound_class(evidence, params, "hybrid")
+    curve, d_cert = hybrid_curve(p_lower, params, d_max=facts.d_max)
     certified = d_cert is not None
     return CertifyResult(
         method="hybrid",

@@ -198,6 +198,10 @@ class TokenParams(Payload):
         """The kernel, typed for the certificate functions."""
         return "mask" if self.kernel == "mask" else "uniform"
 
+    def forward_samples(self) -> int:
+        """Noisy samples (forward passes) per input: ``n``, plus ``n0`` in majority mode."""
+        return (self.n0 if self.majority else 0) + self.n
+
     @property
     def majority(self) -> bool:
         """True in majority-vote mode, False for a safety filter."""

@@ -25,8 +25,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -39,6 +40,7 @@ from smoothcert.decisions.cohen import (
     decide_cohen_top2,
     decide_predict,
 )
+from smoothcert.decisions.sequential import SequentialParams, decide_sequential, next_round_size
 from smoothcert.methods._common import check_image, model_device
 from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw
 from smoothcert.noise.gaussian import GaussianNoise
@@ -76,7 +78,7 @@ def _sampler(
 def prepare(
     model: Callable[..., torch.Tensor],
     inputs: tuple[Any, ...],
-    params: GaussianParams | GaussianPredictParams,
+    params: GaussianParams | GaussianPredictParams | SequentialParams,
     *,
     seed: int,
     batch_size: int = 1000,
@@ -126,6 +128,15 @@ def prepare(
         autocast_dtype=autocast_dtype,
         probe=probe,
     )
+    facts = GaussianFacts(num_classes=sampler.num_classes)
+    if isinstance(params, SequentialParams):
+        return Prepared(
+            sampler,
+            (PlannedStage("selection", params.n0, 0.0),),
+            facts,
+            start,
+            next_stage=functools.partial(_next_round, params),
+        )
     if isinstance(params, GaussianPredictParams):
         plan = (PlannedStage("prediction", params.n, params.alpha),)
     else:
@@ -133,13 +144,18 @@ def prepare(
             PlannedStage("selection", params.n0, 0.0),
             PlannedStage("estimation", params.n, params.alpha),
         )
-    return Prepared(sampler, plan, GaussianFacts(num_classes=sampler.num_classes), start)
+    return Prepared(sampler, plan, facts, start)
+
+
+def _next_round(params: SequentialParams, evidence: Evidence) -> PlannedStage | None:
+    size = next_round_size(params, evidence)
+    return None if size is None else PlannedStage("round", size, 0.0)
 
 
 def sample(
     model: Callable[..., torch.Tensor],
     inputs: tuple[Any, ...],
-    params: GaussianParams | GaussianPredictParams,
+    params: GaussianParams | GaussianPredictParams | SequentialParams,
     **options: Any,
 ) -> Evidence:
     """Draw the evidence of Gaussian smoothing at one input (:func:`prepare`, then draw).
@@ -147,7 +163,9 @@ def sample(
     With :class:`~smoothcert.decisions.cohen.GaussianParams`: a ``selection`` stage of
     ``n0`` samples, then an ``estimation`` stage of ``n`` fresh samples. With
     :class:`~smoothcert.decisions.cohen.GaussianPredictParams`: one ``prediction`` stage
-    of ``n`` samples.
+    of ``n`` samples. With :class:`~smoothcert.decisions.sequential.SequentialParams`: a
+    ``selection`` stage of ``n0`` samples, then ``round`` stages of fresh samples until
+    :func:`~smoothcert.decisions.sequential.next_round_size` says stop.
     """
     return draw(prepare(model, inputs, params, **options))
 
@@ -267,3 +285,103 @@ def predict(
         input_shape=input_shape,
     )
     return decide_predict(evidence, params)
+
+
+def certify_sequential(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    *,
+    sigma: float,
+    alpha: float,
+    max_samples: int,
+    target_radius: float | Sequence[float] | None = None,
+    tolerance: float | None = None,
+    n0: int = 100,
+    first_round: int = 100,
+    growth: float = 2.0,
+    bound: str = "union",
+    batch_size: int = 1000,
+    seed: int = 0,
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> CertifyResult:
+    """Certify at ``x`` with as few samples as the answer needs (anytime-valid, sequential).
+
+    Draws ``n0`` selection samples, then rounds of fresh samples until the stopping rule
+    of :mod:`smoothcert.decisions.sequential` is met (every target radius decided, or
+    the radius known to ``tolerance``, or nothing certifiable, or ``max_samples`` spent),
+    and decides with :func:`~smoothcert.decisions.sequential.decide_sequential`, whose
+    docstring states the guarantee (level alpha whatever the stopping time).
+
+    Args:
+        model: as in :func:`certify`.
+        x: one input, no batch axis, finite floating-point tensor.
+        sigma: noise standard deviation, > 0, in the units of ``x``.
+        alpha: failure probability of the certificate, in (0, 1).
+        max_samples: most forward samples, selection included, > n0.
+        target_radius: target mode: a radius (or several) to decide, >= 0, input units.
+        tolerance: precision mode: stop when the radius cannot grow by more than this.
+        n0: selection samples, >= 1.
+        first_round: estimation samples of the first round, >= 1.
+        growth: checkpoint growth factor, > 1 (rounds end at ``first_round``,
+            ``2 first_round``, ... with the default 2).
+        bound: confidence sequence, ``"union"`` or ``"mixture"``
+            (:data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`).
+        batch_size: samples per forward pass, >= 1.
+        seed: generator seed (recorded); same seed, same rounds and decision.
+        num_classes: expected output columns; inferred from the model if None.
+        device: device to sample on; default the model's (else ``x``'s) device.
+        input_shape: if given, ``x.shape`` must equal it.
+        autocast_dtype: optional reduced-precision forward passes.
+
+    Returns:
+        A :class:`~smoothcert.records.CertifyResult` with method ``"cohen-sequential"``:
+        ``radius >= r`` for every target ``r`` it certifies (abstained when it certifies
+        nothing), ``samples_used`` the forward samples spent, and
+        :class:`~smoothcert.decisions.sequential.SequentialDetails`.
+
+    Raises:
+        InvalidParameterError: on any bad argument (``max_samples < 1``,
+            ``target_radius < 0``, ``tolerance <= 0``, neither or both of them, ...),
+            before sampling.
+
+    Example:
+        >>> model = torch.nn.Linear(2, 2).eval()
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        ...     _ = model.bias.zero_()
+        >>> res = certify_sequential(model, torch.tensor([1.0, 0.0]), sigma=0.25,
+        ...                          alpha=0.001, max_samples=100_100, target_radius=0.5)
+        >>> res.radius >= 0.5, res.samples_used < 1000
+        (True, True)
+    """
+    radii: tuple[float, ...] = ()
+    if target_radius is not None:
+        radii = (
+            (target_radius,) if isinstance(target_radius, (int, float)) else tuple(target_radius)
+        )
+    params = SequentialParams(
+        sigma=sigma,
+        n0=n0,
+        alpha=alpha,
+        max_samples=max_samples,
+        target_radii=radii,
+        tolerance=tolerance,
+        first_round=first_round,
+        growth=growth,
+        bound=bound,
+    )
+    evidence = sample(
+        model,
+        (x,),
+        params,
+        seed=seed,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        input_shape=input_shape,
+    )
+    return decide_sequential(evidence, params)

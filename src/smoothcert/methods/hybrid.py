@@ -59,13 +59,19 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from smoothcert.decisions.hybrid import HybridParams, decide_hybrid
+from smoothcert.decisions.hybrid_sequential import (
+    HybridSequentialParams,
+    decide_hybrid_sequential,
+    next_round_size,
+)
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods._common import check_image, model_device
 from smoothcert.methods._tokens_common import (
@@ -76,7 +82,7 @@ from smoothcert.methods._tokens_common import (
     threat_of,
     token_noise,
 )
-from smoothcert.methods.sampler import Prepared, Sampler, draw
+from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw
 from smoothcert.methods.threats import ThreatModel
 from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.noise.product import TokenImageNoise
@@ -159,7 +165,18 @@ def prepare(
         probe=probe,
     )
     plan, facts = plan_stages(sampler, params, applied)
+    if isinstance(params, HybridSequentialParams):
+        # the estimation samples are drawn in rounds, as the stopping rule asks
+        plan = tuple(s for s in plan if s.role == "selection")
+        return Prepared(
+            sampler, plan, facts, start, next_stage=functools.partial(_next_round, params)
+        )
     return Prepared(sampler, plan, facts, start)
+
+
+def _next_round(params: HybridSequentialParams, evidence: Evidence) -> PlannedStage | None:
+    size = next_round_size(params, evidence)
+    return None if size is None else PlannedStage("round", size, 0.0)
 
 
 def sample(
@@ -265,3 +282,100 @@ def certify(
         image_shape=image_shape,
     )
     return decide_hybrid(evidence, params)
+
+
+def certify_sequential(
+    model: Callable[..., torch.Tensor],
+    tokens: torch.Tensor,
+    image: torch.Tensor,
+    *,
+    sigma: float,
+    beta: float,
+    alpha: float,
+    max_samples: int,
+    target_points: Sequence[tuple[int, float]],
+    alphabet: Any = None,
+    n0: int = 100,
+    threat: ThreatModel | None = None,
+    kernel: str = "uniform",
+    mask_id: int | None = None,
+    tau: float = 0.5,
+    target: int | None = None,
+    first_round: int = 100,
+    growth: float = 2.0,
+    bound: str = "union",
+    batch_size: int = 1000,
+    seed: int = 0,
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> CertifyResult:
+    """Decide target points (d, r) of the hybrid certificate with as few samples as needed.
+
+    For a safety filter (``target`` and its ``tau``): certify that ``P(flag) >= tau``
+    under every edit of at most ``d`` tokens AND image move of at most ``r``, for each
+    target point, stopping as soon as every point is certified or out of reach. The
+    rule, its guarantee (level alpha whatever the stopping time) and the result are
+    those of :mod:`smoothcert.decisions.hybrid_sequential`.
+
+    Args:
+        model: as in :func:`certify`.
+        tokens: one sequence, 1-D integer tensor ``(L,)``.
+        image: one finite floating-point image.
+        sigma: image noise standard deviation, > 0, image units.
+        beta: token substitution probability, in (0, 1).
+        alpha: failure probability, in (0, 1).
+        max_samples: most forward samples, selection included (majority mode draws
+            ``n0`` of them first).
+        target_points: the ``(d, r)`` points to decide, ``d >= 0``, ``r >= 0``.
+        n0: selection samples in majority mode (ignored for a safety filter).
+        first_round: estimation samples of the first round, >= 1.
+        growth: checkpoint growth factor, > 1.
+        bound: ``"union"`` or ``"mixture"``.
+        alphabet: the token kernel's alphabet, as in :func:`certify`.
+        threat: eligible positions and ``d_max``, as in :func:`certify`.
+        kernel: ``"uniform"`` or ``"mask"``.
+        mask_id: mask token id (``"mask"`` only).
+        tau: the threshold: 1/2 for majority vote, the flag threshold of a filter.
+        target: the safety filter's class, or None for majority vote.
+        batch_size: samples per forward pass, >= 1.
+        seed: generator seed (recorded); same seed, same rounds and decision.
+        num_classes: expected output columns; inferred if None.
+        device: device to sample on.
+        image_shape: if given, ``image.shape`` must equal it.
+        autocast_dtype: optional reduced-precision forward passes.
+
+    Returns:
+        A :class:`~smoothcert.records.CertifyResult` with method ``"hybrid-sequential"``,
+        ``samples_used`` and
+        :class:`~smoothcert.decisions.hybrid_sequential.HybridSequentialDetails`.
+
+    Raises:
+        InvalidParameterError: on any bad argument, before sampling.
+    """
+    noise = TokenSubstitutionNoise(beta=beta, alphabet=alphabet, kernel=kernel, mask_id=mask_id)
+    fields = params_from_arguments(
+        noise, check_threat(threat), n0=n0, alpha=alpha, tau=tau, target=target
+    )
+    params = HybridSequentialParams(
+        sigma=sigma,
+        max_samples=max_samples,
+        targets=tuple(tuple(p) for p in target_points),  # type: ignore[misc]
+        first_round=first_round,
+        growth=growth,
+        bound=bound,
+        **fields,
+    )
+    evidence = sample(
+        model,
+        (tokens, image),
+        params,
+        seed=seed,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        image_shape=image_shape,
+    )
+    return decide_hybrid_sequential(evidence, params)

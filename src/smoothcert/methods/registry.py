@@ -47,6 +47,8 @@ from smoothcert.decisions.cohen import (
     decide_predict,
 )
 from smoothcert.decisions.hybrid import HybridParams, decide_hybrid
+from smoothcert.decisions.hybrid_sequential import HybridSequentialParams, decide_hybrid_sequential
+from smoothcert.decisions.sequential import SequentialParams, decide_sequential
 from smoothcert.decisions.tokens import TokenParams, decide_tokens
 from smoothcert.errors import InvalidParameterError
 from smoothcert.records import CertifyResult, Evidence, Payload
@@ -215,6 +217,17 @@ register_method(
 )
 register_method(
     MethodSpec(
+        name="cohen-sequential",
+        summary="Gaussian, sequential: rounds until the answer is known (anytime-valid)",
+        params_type=SequentialParams,
+        decide=decide_sequential,
+        preparer="smoothcert.methods.cohen:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
         name="tokens",
         summary="token substitution smoothing: number of edited tokens d",
         params_type=TokenParams,
@@ -230,6 +243,17 @@ register_method(
         summary="hybrid text+image smoothing (arXiv 2605.12876): curve r(d)",
         params_type=HybridParams,
         decide=decide_hybrid,
+        preparer="smoothcert.methods.hybrid:prepare",
+        input_kind="tokens+image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="hybrid-sequential",
+        summary="hybrid, sequential: decide target points (d, r) with as few samples as needed",
+        params_type=HybridSequentialParams,
+        decide=decide_hybrid_sequential,
         preparer="smoothcert.methods.hybrid:prepare",
         input_kind="tokens+image",
         radius_unit="l2",

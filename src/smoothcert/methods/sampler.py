@@ -143,6 +143,10 @@ class PlannedStage:
     alpha: float
 
 
+NextStage = Callable[[Evidence], PlannedStage | None]
+"""A sequential method's stopping rule: the evidence so far -> the next stage, or None."""
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A method's torch half, ready to draw: validated sampler, stage plan and facts.
@@ -156,35 +160,54 @@ class Prepared:
         stages: the stages to draw, in order, all from the sampler's generator.
         facts: the method's facts about the input.
         started: ``time.perf_counter()`` when preparation started.
+        next_stage: for a sequential method, the pure stopping rule called after the
+            planned stages and after each further stage with the evidence so far; it
+            returns the next stage to draw (fresh samples, same generator) or None to
+            stop. None for a method with a fixed plan.
     """
 
     sampler: Sampler
     stages: tuple[PlannedStage, ...]
     facts: Facts
     started: float
+    next_stage: NextStage | None = None
+
+    def evidence(self, stages: Sequence[StageEvidence]) -> Evidence:
+        """The evidence of the stages drawn so far (seconds since preparation started)."""
+        return Evidence(
+            tuple(stages),
+            self.facts,
+            seed=self.sampler.seed,
+            seconds=time.perf_counter() - self.started,
+        )
+
+
+def _stage(planned: PlannedStage, counts: Any) -> StageEvidence:
+    return StageEvidence(planned.role, n=planned.n, alpha=planned.alpha, counts=tuple(counts))
 
 
 def draw(prepared: Prepared) -> Evidence:
-    """Draw the planned stages of one input, one after the other (fresh samples each)."""
-    stages = tuple(
-        StageEvidence(s.role, n=s.n, alpha=s.alpha, counts=tuple(prepared.sampler.counts(s.n)))
-        for s in prepared.stages
-    )
-    return Evidence(
-        stages,
-        prepared.facts,
-        seed=prepared.sampler.seed,
-        seconds=time.perf_counter() - prepared.started,
-    )
+    """Draw the stages of one input, one after the other (fresh samples each).
+
+    The planned stages first; then, for a sequential method, the stages its
+    ``next_stage`` rule asks for until it returns None.
+    """
+    stages = [_stage(s, prepared.sampler.counts(s.n)) for s in prepared.stages]
+    if prepared.next_stage is not None:
+        while (planned := prepared.next_stage(prepared.evidence(stages))) is not None:
+            stages.append(_stage(planned, prepared.sampler.counts(planned.n)))
+    return prepared.evidence(stages)
 
 
 def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> list[Evidence]:
-    """Draw the planned stages of several inputs with shared forward passes.
+    """Draw the stages of several inputs with shared forward passes.
 
     Several small inputs share one forward batch
     (:func:`smoothcert.sampling.multi.count_classes_many`): each input's noise is drawn
     from its own generator with the chunk sizes of :func:`draw`, so the counts are
-    those :func:`draw` gives for each input alone. Every input must use the same model,
+    those :func:`draw` gives for each input alone. A sequential method's inputs stop at
+    different rounds: after each round, the inputs whose rules ask for the same next
+    stage share its forward passes. Every input must use the same model,
     batch size, number of classes, device, autocast and stage plan (one run's examples
     do). Each evidence's ``seconds`` is its share of the total time.
 
@@ -199,8 +222,6 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
         InvalidParameterError: if the inputs do not share model and stage plan, or the
             model output is malformed.
     """
-    from smoothcert.sampling.multi import count_classes_many
-
     first = prepared[0]
     s0 = first.sampler
     for p in prepared[1:]:
@@ -208,6 +229,7 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
         if (
             s.model is not s0.model
             or p.stages != first.stages
+            or (p.next_stage is None) != (first.next_stage is None)
             or (s.batch_size, s.num_classes, s.device, s.autocast_dtype)
             != (s0.batch_size, s0.num_classes, s0.device, s0.autocast_dtype)
         ):
@@ -215,33 +237,49 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
                 "inputs that share forward passes must share the model, batch size, number "
                 "of classes, device, autocast and stage plan; valid: the examples of one run"
             )
-    per_stage = []
+    per_input: list[list[StageEvidence]] = [[] for _ in prepared]
     for stage in first.stages:
-        try:
-            counts = count_classes_many(
-                s0.model,
-                [p.sampler._draw for p in prepared],
-                stage.n,
-                num_classes=s0.num_classes,
-                batch_size=s0.batch_size,
-                device=s0.device,
-                autocast_dtype=s0.autocast_dtype,
-                max_batch=max_batch,
-            )
-        except IndexError as err:
-            raise model_rejected_input(err, s0._clean_batch, when="on a noisy sample") from err
-        per_stage.append(counts)
+        counts = _counts_many(prepared, stage.n, max_batch)
+        for i in range(len(prepared)):
+            per_input[i].append(_stage(stage, counts[i]))
+    active = list(range(len(prepared))) if first.next_stage is not None else []
+    while active:
+        # every input asks its own rule; inputs that ask for the same stage share passes
+        asked: dict[PlannedStage, list[int]] = {}
+        for i in active:
+            rule = prepared[i].next_stage
+            assert rule is not None
+            planned = rule(prepared[i].evidence(per_input[i]))
+            if planned is not None:
+                asked.setdefault(planned, []).append(i)
+        for planned, members in asked.items():
+            counts = _counts_many([prepared[i] for i in members], planned.n, max_batch)
+            for row, i in enumerate(members):
+                per_input[i].append(_stage(planned, counts[row]))
+        active = [i for members in asked.values() for i in members]
     started = min(p.started for p in prepared)
     share = (time.perf_counter() - started) / len(prepared)
     return [
-        Evidence(
-            tuple(
-                StageEvidence(s.role, n=s.n, alpha=s.alpha, counts=tuple(counts[i]))
-                for s, counts in zip(first.stages, per_stage, strict=True)
-            ),
-            p.facts,
-            seed=p.sampler.seed,
-            seconds=share,
-        )
+        Evidence(tuple(per_input[i]), p.facts, seed=p.sampler.seed, seconds=share)
         for i, p in enumerate(prepared)
     ]
+
+
+def _counts_many(prepared: Sequence[Prepared], n: int, max_batch: int | None) -> Any:
+    """Class counts of ``n`` fresh samples of each input, in shared forward passes."""
+    from smoothcert.sampling.multi import count_classes_many
+
+    s0 = prepared[0].sampler
+    try:
+        return count_classes_many(
+            s0.model,
+            [p.sampler._draw for p in prepared],
+            n,
+            num_classes=s0.num_classes,
+            batch_size=s0.batch_size,
+            device=s0.device,
+            autocast_dtype=s0.autocast_dtype,
+            max_batch=max_batch,
+        )
+    except IndexError as err:
+        raise model_rejected_input(err, s0._clean_batch, when="on a noisy sample") from err

@@ -28,6 +28,12 @@ from smoothcert.reports.plot import (
     plot_dr_heatmap,
 )
 from smoothcert.reports.results import ResultFile, default_labels, load_many, load_results
+from smoothcert.reports.samples import (
+    is_sequential,
+    plot_samples_histogram,
+    samples_per_input,
+    samples_table,
+)
 from smoothcert.reports.tables import (
     claim_heading,
     dr_grid,
@@ -52,7 +58,11 @@ __all__ = [
     "dr_grid",
     "dr_table",
     "group_by_claim",
+    "is_sequential",
     "plot_dr_heatmap",
+    "plot_samples_histogram",
+    "samples_per_input",
+    "samples_table",
     "default_labels",
     "default_radii",
     "export_tsv",

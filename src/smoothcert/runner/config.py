@@ -226,9 +226,7 @@ class RunConfig:
 
     def samples_per_example(self) -> int:
         """Noisy samples (forward passes) the method draws per example."""
-        assert self.params is not None
-        n0 = int(self.params.get("n0", 0)) if self.params.get("target") is None else 0
-        return n0 + int(self.params["n"])
+        return int(self.method_params().forward_samples())  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
         """Return every field as a JSON-serialisable dict.

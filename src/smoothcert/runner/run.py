@@ -361,7 +361,7 @@ def check_sample_budget(config: RunConfig, *, allow_large: bool) -> None:
     per_example = config.samples_per_example()
     if per_example > MAX_SAMPLES_PER_EXAMPLE and not allow_large:
         raise InvalidParameterError(
-            f"n0 + n = {per_example:,} noisy samples per example is above the limit of "
+            f"{per_example:,} noisy samples per example (at most) is above the limit of "
             f"{MAX_SAMPLES_PER_EXAMPLE:,}; valid: at most {MAX_SAMPLES_PER_EXAMPLE:,}, or "
             "allow it explicitly (--allow-large / allow_large=True) after checking the time "
             "it will take"

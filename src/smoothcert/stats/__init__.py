@@ -13,15 +13,33 @@ from smoothcert.stats.bounded import (
     hoeffding_lower,
     hoeffding_upper,
 )
+from smoothcert.stats.sequential import (
+    SEQUENCE_BOUNDS,
+    checkpoint_schedule,
+    mixture_lower,
+    mixture_upper,
+    sequence_lower,
+    sequence_upper,
+    union_lower,
+    union_upper,
+)
 
 __all__ = [
+    "SEQUENCE_BOUNDS",
     "betting_lower",
     "betting_upper",
+    "checkpoint_schedule",
     "clopper_pearson_lower",
     "clopper_pearson_upper",
     "empirical_bernstein_lower",
     "empirical_bernstein_upper",
     "hoeffding_lower",
     "hoeffding_upper",
+    "mixture_lower",
+    "mixture_upper",
     "runner_up_upper",
+    "sequence_lower",
+    "sequence_upper",
+    "union_lower",
+    "union_upper",
 ]
