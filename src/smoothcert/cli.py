@@ -216,6 +216,7 @@ _METHOD_OPTIONS = (
     "growth",
     "bound",
     "targets",
+    "final_share",
 )
 """Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
@@ -473,6 +474,10 @@ def certify(
         str | None,
         typer.Option(help="Sequential confidence sequence: union or mixture (default union)."),
     ] = None,
+    final_share: Annotated[
+        float | None,
+        typer.Option(help="Sequential union bound: share of alpha at the last round (0.5)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
     examples_per_batch: Annotated[
         int, typer.Option(help="Examples sharing each forward pass (same records).")
@@ -586,6 +591,7 @@ def certify(
             "first_round": first_round,
             "growth": growth,
             "bound": bound,
+            "final_share": final_share,
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()

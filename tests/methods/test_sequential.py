@@ -195,6 +195,7 @@ def test_evidence_with_other_round_sizes_is_refused() -> None:
         ({"growth": 1.0}, r"growth = 1.0 is invalid; valid range: finite growth > 1"),
         ({"bound": "hoeffding"}, r"bound = 'hoeffding' is invalid"),
         ({"first_round": 0}, r"first_round = 0 is invalid"),
+        ({"final_share": 1.0}, r"final_share = 1.0 is invalid; valid range: 0 < final_share < 1"),
     ],
 )
 def test_bad_parameters_are_one_clear_error(kw, match) -> None:

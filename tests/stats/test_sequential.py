@@ -27,6 +27,7 @@ from smoothcert.stats import (
     mixture_upper,
     sequence_lower,
     sequence_upper,
+    union_levels,
     union_lower,
     union_upper,
 )
@@ -113,6 +114,44 @@ def test_exact_error_of_mixture_when_looking_after_every_sample(alpha):
         assert exact_anytime_error(hi, p, EVERY, upper=True) <= alpha
         if p <= 0.5:  # ... and not vacuous: looking often spends a visible part of alpha.
             assert err > alpha / 5
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+@pytest.mark.parametrize("share", [0.5, 0.9])
+def test_exact_anytime_error_of_final_heavy_spending_at_most_alpha(alpha, share):
+    def table(fn):
+        return bound_table(
+            lambda s, n: fn(s, n, alpha=alpha, checkpoints=CPS, final_share=share), CPS
+        )
+
+    lo, hi = table(union_lower), table(union_upper)
+    for p in DP_PS:
+        assert exact_anytime_error(lo, p, CPS) <= alpha, p
+        assert exact_anytime_error(hi, p, CPS, upper=True) <= alpha, p
+
+
+def test_final_share_levels_and_reference_values():
+    levels = union_levels(0.01, checkpoints=CPS, final_share=0.5)
+    assert levels.sum() == pytest.approx(0.01, rel=1e-12)
+    assert levels[-1] == 0.005 and np.all(levels[:-1] == 0.005 / (len(CPS) - 1))
+    assert union_levels(0.01, checkpoints=(7,), final_share=0.5).tolist() == [0.01]
+    # the last checkpoint is Clopper-Pearson at share * alpha (scipy's Beta quantile)
+    got = float(union_lower(4900, 5000, alpha=0.01, checkpoints=CPS, final_share=0.5))
+    assert got == pytest.approx(beta.ppf(0.005, 4900, 101), rel=1e-6)
+    got = float(union_lower(39, 40, alpha=0.01, checkpoints=CPS, final_share=0.5))
+    assert got == pytest.approx(beta.ppf(0.005 / (len(CPS) - 1), 39, 2), rel=1e-6)
+    mixed = union_lower([39, 4900], [40, 5000], alpha=0.01, checkpoints=CPS, final_share=0.5)
+    assert mixed.tolist() == [
+        float(union_lower(39, 40, alpha=0.01, checkpoints=CPS, final_share=0.5)),
+        float(union_lower(4900, 5000, alpha=0.01, checkpoints=CPS, final_share=0.5)),
+    ]
+
+
+def test_final_share_spending_everything_at_every_look_is_caught():
+    # Mutant: the final share applied at EVERY checkpoint (levels summing to K w alpha).
+    alpha = 0.05
+    table = bound_table(lambda s, n: clopper_pearson_lower(s, n, alpha=0.5 * alpha), CPS)
+    assert any(exact_anytime_error(table, p, CPS) > alpha for p in (0.5, 0.7))
 
 
 # --- mutants: the DP oracle can fail -------------------------------------------------------------

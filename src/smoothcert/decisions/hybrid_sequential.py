@@ -83,6 +83,7 @@ class HybridSequentialParams(HybridParams):
         growth: checkpoint growth factor, > 1.
         bound: the confidence sequence, one of
             :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`.
+        final_share: ``"union"``: the share of alpha spent at the last checkpoint.
     """
 
     kind = "hybrid_sequential"
@@ -92,6 +93,7 @@ class HybridSequentialParams(HybridParams):
     first_round: int = 100
     growth: float = 2.0
     bound: str = "union"
+    final_share: float = 0.5
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -209,7 +211,12 @@ def _state(
 ) -> tuple[str, float, float, float, tuple[Point, ...]]:
     checkpoints = schedule(params)
     p_cs, p_upper, best_final = sequence_bounds(
-        successes, samples, alpha=params.alpha, bound=params.bound, checkpoints=checkpoints
+        successes,
+        samples,
+        alpha=params.alpha,
+        bound=params.bound,
+        checkpoints=checkpoints,
+        final_share=params.final_share,
     )
     tv = facts.sampling_tv_bound
     p_lower = max(0.0, p_cs - tv)

@@ -6,8 +6,10 @@ samples are drawn in rounds that end at the checkpoints of
 :func:`~smoothcert.stats.sequential.checkpoint_schedule` (``max_samples - n0`` estimation
 samples at most, fixed in advance). After each round the loop bounds ``p_A`` with an
 anytime-valid confidence sequence (:func:`~smoothcert.stats.sequential.sequence_lower`;
-``"union"``: Clopper-Pearson at ``alpha / K`` at each of the ``K`` checkpoints,
-``"mixture"``: Robbins' beta-binomial mixture). Its guarantee holds simultaneously at every
+``"union"``: Clopper-Pearson at each of the ``K`` checkpoints at levels that sum to alpha,
+by default half of alpha at the last checkpoint and the rest split evenly, so that a run
+that spends its budget is nearly as strong as fixed n; ``"mixture"``: Robbins'
+beta-binomial mixture). Its guarantee holds simultaneously at every
 checkpoint, so the certificate stays valid at level alpha whatever rule decides when to
 stop, including one that stops the first time the bound crosses. The certificate at the
 stop is Cohen et al.'s: ``radius = sigma Phi^-1(p_lower)``
@@ -102,8 +104,9 @@ would draw another round (seen only when saved evidence is re-decided with other
 def check_round_fields(params: Any) -> None:
     """Validate and normalise a sequential parameter class's round fields, in place.
 
-    ``first_round`` (>= 1), ``growth`` (finite, > 1) and ``bound`` (one of
-    :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`), on a frozen dataclass.
+    ``first_round`` (>= 1), ``growth`` (finite, > 1), ``bound`` (one of
+    :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`) and ``final_share`` (in (0, 1)),
+    on a frozen dataclass.
 
     Raises:
         InvalidParameterError: naming the bad value and the valid range.
@@ -117,6 +120,12 @@ def check_round_fields(params: Any) -> None:
         )
     set_(params, "growth", growth)
     set_(params, "bound", check_choice(params.bound, name="bound", choices=SEQUENCE_BOUNDS))
+    share = float(params.final_share)
+    if not (math.isfinite(share) and 0.0 < share < 1.0):
+        raise InvalidParameterError(
+            f"final_share = {params.final_share!r} is invalid; valid range: 0 < final_share < 1"
+        )
+    set_(params, "final_share", share)
 
 
 def round_stages(evidence: Evidence, checkpoints: tuple[int, ...]) -> tuple[StageEvidence, ...]:
@@ -177,6 +186,9 @@ class SequentialParams(Payload):
         growth: each checkpoint is ``ceil(growth x)`` the previous one, > 1.
         bound: the confidence sequence, one of
             :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`.
+        final_share: ``"union"``: the share of alpha spent at the last checkpoint, the
+            rest split evenly over the others
+            (:func:`~smoothcert.stats.sequential.union_levels`), in (0, 1).
     """
 
     kind = "gaussian_sequential"
@@ -189,6 +201,7 @@ class SequentialParams(Payload):
     first_round: int = 100
     growth: float = 2.0
     bound: str = "union"
+    final_share: float = 0.5
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -277,7 +290,13 @@ def _radius(p: float, sigma: float) -> float:
 
 
 def sequence_bounds(
-    successes: int, samples: int, *, alpha: float, bound: str, checkpoints: tuple[int, ...]
+    successes: int,
+    samples: int,
+    *,
+    alpha: float,
+    bound: str,
+    checkpoints: tuple[int, ...],
+    final_share: float,
 ) -> tuple[float, float, float]:
     """The confidence sequence's ``(p_lower, p_upper, best_final)`` after ``samples``.
 
@@ -295,11 +314,18 @@ def sequence_bounds(
         )
     budget = checkpoints[-1]
 
-    def lower(k: int, n: int) -> float:
-        return float(sequence_lower(k, n, alpha=alpha, bound=bound, checkpoints=checkpoints))
+    kw: dict[str, Any] = {
+        "alpha": alpha,
+        "bound": bound,
+        "checkpoints": checkpoints,
+        "final_share": final_share,
+    }
 
-    upper = sequence_upper(successes, samples, alpha=alpha, bound=bound, checkpoints=checkpoints)
-    return lower(successes, samples), float(upper), lower(successes + budget - samples, budget)
+    def lower(k: int, n: int) -> float:
+        return float(sequence_lower(k, n, **kw))
+
+    upper = float(sequence_upper(successes, samples, **kw))
+    return lower(successes, samples), upper, lower(successes + budget - samples, budget)
 
 
 def stopping_rule(
@@ -355,7 +381,12 @@ def sequential_state(params: SequentialParams, successes: int, samples: int) -> 
     """
     checkpoints = schedule(params)
     p_lower, p_upper, best_final = sequence_bounds(
-        successes, samples, alpha=params.alpha, bound=params.bound, checkpoints=checkpoints
+        successes,
+        samples,
+        alpha=params.alpha,
+        bound=params.bound,
+        checkpoints=checkpoints,
+        final_share=params.final_share,
     )
 
     def radius_at(p: float) -> float:

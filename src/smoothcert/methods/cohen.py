@@ -300,6 +300,7 @@ def certify_sequential(
     first_round: int = 100,
     growth: float = 2.0,
     bound: str = "union",
+    final_share: float = 0.5,
     batch_size: int = 1000,
     seed: int = 0,
     num_classes: int | None = None,
@@ -329,6 +330,7 @@ def certify_sequential(
             ``2 first_round``, ... with the default 2).
         bound: confidence sequence, ``"union"`` or ``"mixture"``
             (:data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`).
+        final_share: ``"union"``: share of alpha spent at the last checkpoint, in (0, 1).
         batch_size: samples per forward pass, >= 1.
         seed: generator seed (recorded); same seed, same rounds and decision.
         num_classes: expected output columns; inferred from the model if None.
@@ -372,6 +374,7 @@ def certify_sequential(
         first_round=first_round,
         growth=growth,
         bound=bound,
+        final_share=final_share,
     )
     evidence = sample(
         model,

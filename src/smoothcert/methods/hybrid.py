@@ -304,6 +304,7 @@ def certify_sequential(
     first_round: int = 100,
     growth: float = 2.0,
     bound: str = "union",
+    final_share: float = 0.5,
     batch_size: int = 1000,
     seed: int = 0,
     num_classes: int | None = None,
@@ -333,6 +334,7 @@ def certify_sequential(
         first_round: estimation samples of the first round, >= 1.
         growth: checkpoint growth factor, > 1.
         bound: ``"union"`` or ``"mixture"``.
+        final_share: ``"union"``: share of alpha spent at the last checkpoint, in (0, 1).
         alphabet: the token kernel's alphabet, as in :func:`certify`.
         threat: eligible positions and ``d_max``, as in :func:`certify`.
         kernel: ``"uniform"`` or ``"mask"``.

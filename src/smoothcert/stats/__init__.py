@@ -20,6 +20,7 @@ from smoothcert.stats.sequential import (
     mixture_upper,
     sequence_lower,
     sequence_upper,
+    union_levels,
     union_lower,
     union_upper,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "runner_up_upper",
     "sequence_lower",
     "sequence_upper",
+    "union_levels",
     "union_lower",
     "union_upper",
 ]

@@ -151,9 +151,39 @@ def _short(cps: IntArray) -> str:
 # --- union bound over a fixed schedule ---------------------------------------------------------
 
 
+def union_levels(
+    alpha: float, *, checkpoints: Sequence[int], final_share: float | None = None
+) -> FloatArray:
+    """The level spent at each checkpoint by :func:`union_lower` (they sum to ``alpha``).
+
+    ``final_share=None`` spends ``alpha / K`` at each of the ``K`` checkpoints. With a
+    share ``w`` in (0, 1), the last checkpoint gets ``w alpha`` and the others
+    ``(1 - w) alpha / (K - 1)`` each (all of ``alpha`` when ``K = 1``): a run that goes
+    to the budget keeps nearly the power of one fixed-n test, while early looks pay a
+    little more. Any spending fixed before sampling is valid by the union bound.
+
+    Example:
+        >>> union_levels(0.01, checkpoints=(10, 20, 40), final_share=0.5).tolist()
+        [0.0025, 0.0025, 0.005]
+    """
+    alpha = check_probability_level(alpha)
+    k = _check_checkpoints(checkpoints).size
+    if final_share is None or k == 1:
+        return np.full(k, alpha / k)
+    w = float(final_share)
+    if not (math.isfinite(w) and 0.0 < w < 1.0):
+        raise InvalidParameterError(
+            f"final_share = {final_share!r} is invalid; valid range: 0 < final_share < 1, "
+            "or None for an even split"
+        )
+    levels = np.full(k, (1.0 - w) * alpha / (k - 1))
+    levels[-1] = w * alpha
+    return levels
+
+
 def _union_args(
-    successes: Any, n: Any, alpha: float, checkpoints: Any
-) -> tuple[IntArray, IntArray, float]:
+    successes: Any, n: Any, alpha: float, checkpoints: Any, final_share: float | None
+) -> tuple[IntArray, IntArray, FloatArray]:
     alpha = check_probability_level(alpha)
     s_arr, n_arr = check_count_arrays(successes, n, k_name="successes")
     cps = _check_checkpoints(checkpoints)
@@ -163,10 +193,28 @@ def _union_args(
             f"n = {int(n_arr[off].flat[0])} is invalid; valid: n must be a checkpoint of the "
             f"schedule {_short(cps)}"
         )
-    return s_arr, n_arr, alpha / cps.size
+    levels = union_levels(alpha, checkpoints=checkpoints, final_share=final_share)
+    return s_arr, n_arr, levels[np.searchsorted(cps, n_arr)]
 
 
-def union_lower(successes: Any, n: Any, *, alpha: float, checkpoints: Sequence[int]) -> Any:
+def _cp_per_level(fn: Any, s_arr: IntArray, n_arr: IntArray, level: FloatArray) -> Any:
+    s_arr, n_arr = np.broadcast_arrays(s_arr, n_arr)
+    level = np.broadcast_to(level, s_arr.shape)
+    out = np.empty(s_arr.shape, dtype=np.float64)
+    for value in np.unique(level):
+        mask = level == value
+        out[mask] = fn(s_arr[mask], n_arr[mask], alpha=float(value))
+    return _as_output(out)
+
+
+def union_lower(
+    successes: Any,
+    n: Any,
+    *,
+    alpha: float,
+    checkpoints: Sequence[int],
+    final_share: float | None = None,
+) -> Any:
     """Lower bound valid at every checkpoint at once: Clopper-Pearson at ``alpha / K``.
 
     Bonferroni over the ``K = len(checkpoints)`` looks of a schedule fixed before
@@ -189,6 +237,9 @@ def union_lower(successes: Any, n: Any, *, alpha: float, checkpoints: Sequence[i
         alpha: one-sided failure probability over all looks, ``0 < alpha < 1``.
         checkpoints: the schedule, e.g. from :func:`checkpoint_schedule`, fixed before
             sampling; its length ``K`` sets the level ``alpha / K``.
+        final_share: None for ``alpha / K`` everywhere, or the share of ``alpha`` spent
+            at the last checkpoint (:func:`union_levels`; the display above holds with
+            those levels in place of ``alpha / K``).
 
     Returns:
         A numpy float64 scalar or array (broadcast shape of ``successes`` and ``n``) in
@@ -204,11 +255,18 @@ def union_lower(successes: Any, n: Any, *, alpha: float, checkpoints: Sequence[i
         >>> union_lower([0, 190], 200, alpha=0.03, checkpoints=cps).round(4).tolist()
         [0.0, 0.9018]
     """
-    s_arr, n_arr, level = _union_args(successes, n, alpha, checkpoints)
-    return clopper_pearson_lower(s_arr, n_arr, alpha=level)
+    s_arr, n_arr, level = _union_args(successes, n, alpha, checkpoints, final_share)
+    return _cp_per_level(clopper_pearson_lower, s_arr, n_arr, level)
 
 
-def union_upper(successes: Any, n: Any, *, alpha: float, checkpoints: Sequence[int]) -> Any:
+def union_upper(
+    successes: Any,
+    n: Any,
+    *,
+    alpha: float,
+    checkpoints: Sequence[int],
+    final_share: float | None = None,
+) -> Any:
     """Upper bound valid at every checkpoint at once: Clopper-Pearson at ``alpha / K``.
 
     The mirror of :func:`union_lower` (one-sided Clopper-Pearson upper bound,
@@ -219,6 +277,7 @@ def union_upper(successes: Any, n: Any, *, alpha: float, checkpoints: Sequence[i
         n: cumulative number of samples (broadcast), each a member of ``checkpoints``.
         alpha: one-sided failure probability over all looks, ``0 < alpha < 1``.
         checkpoints: the schedule fixed before sampling.
+        final_share: as in :func:`union_lower`.
 
     Returns:
         A numpy float64 scalar or array in [0, 1].
@@ -230,8 +289,8 @@ def union_upper(successes: Any, n: Any, *, alpha: float, checkpoints: Sequence[i
         >>> round(float(union_upper(10, 200, alpha=0.03, checkpoints=(100, 200, 400))), 4)
         0.0982
     """
-    s_arr, n_arr, level = _union_args(successes, n, alpha, checkpoints)
-    return clopper_pearson_upper(s_arr, n_arr, alpha=level)
+    s_arr, n_arr, level = _union_args(successes, n, alpha, checkpoints, final_share)
+    return _cp_per_level(clopper_pearson_upper, s_arr, n_arr, level)
 
 
 # --- beta-binomial mixture confidence sequence -----------------------------------------------
@@ -444,6 +503,7 @@ def sequence_lower(
     alpha: float,
     bound: str,
     checkpoints: Sequence[int] | None = None,
+    final_share: float | None = None,
 ) -> Any:
     """Anytime-valid lower bound by name: ``"union"`` or ``"mixture"``.
 
@@ -457,6 +517,8 @@ def sequence_lower(
         alpha: one-sided failure probability over all looks, ``0 < alpha < 1``.
         bound: one of :data:`SEQUENCE_BOUNDS`.
         checkpoints: the schedule fixed before sampling (required for ``"union"``).
+        final_share: ``"union"`` only: the share of alpha spent at the last checkpoint
+            (:func:`union_levels`); None splits evenly. Ignored by ``"mixture"``.
 
     Returns:
         A numpy float64 scalar or array in [0, 1].
@@ -474,7 +536,7 @@ def sequence_lower(
     bound = check_choice(bound, name="bound", choices=SEQUENCE_BOUNDS)
     if bound == "union":
         cps = _dispatch_checkpoints(bound, checkpoints)
-        return union_lower(successes, n, alpha=alpha, checkpoints=cps)
+        return union_lower(successes, n, alpha=alpha, checkpoints=cps, final_share=final_share)
     return mixture_lower(successes, n, alpha=alpha)
 
 
@@ -485,6 +547,7 @@ def sequence_upper(
     alpha: float,
     bound: str,
     checkpoints: Sequence[int] | None = None,
+    final_share: float | None = None,
 ) -> Any:
     """Anytime-valid upper bound by name: ``"union"`` or ``"mixture"``.
 
@@ -497,6 +560,8 @@ def sequence_upper(
         alpha: one-sided failure probability over all looks, ``0 < alpha < 1``.
         bound: one of :data:`SEQUENCE_BOUNDS`.
         checkpoints: the schedule fixed before sampling (required for ``"union"``).
+        final_share: ``"union"`` only: the share of alpha spent at the last checkpoint
+            (:func:`union_levels`); None splits evenly. Ignored by ``"mixture"``.
 
     Returns:
         A numpy float64 scalar or array in [0, 1].
@@ -511,5 +576,5 @@ def sequence_upper(
     bound = check_choice(bound, name="bound", choices=SEQUENCE_BOUNDS)
     if bound == "union":
         cps = _dispatch_checkpoints(bound, checkpoints)
-        return union_upper(successes, n, alpha=alpha, checkpoints=cps)
+        return union_upper(successes, n, alpha=alpha, checkpoints=cps, final_share=final_share)
     return mixture_upper(successes, n, alpha=alpha)
