@@ -11,7 +11,10 @@ On the bundled digits CNN at each sigma, the same test examples (every ``skip``-
 * ``fixed``: Cohen CERTIFY, n0 = 100, n = 100,000, alpha = 0.001;
 * ``target-union`` / ``target-mixture``: ``cohen-sequential`` in target mode at the radii
   0.25, 0.5, 0.75 with at most 100,100 samples (n0 = 100 included), alpha = 0.001, with
-  the union-bound and the beta-mixture confidence sequences;
+  the union-bound (half of alpha at the last checkpoint) and the beta-mixture confidence
+  sequences;
+* ``target-futility``: as ``target-union``, giving up on a target that the current rate
+  plus one standard error would not certify at the budget (``futility_z = 1``);
 * ``precision``: ``cohen-sequential`` in precision mode (tolerance 0.05 sigma), union bound.
 
 It prints and writes (JSON) the certified accuracy at each radius, ACR, total forward
@@ -54,6 +57,10 @@ def _runs(sigma: float, n: int) -> dict[str, tuple[str, dict[str, Any]]]:
     return {
         "fixed": ("cohen", {"sigma": sigma, "n0": N0, "n": n, "alpha": ALPHA}),
         "target-union": ("cohen-sequential", {**sequential, "target_radii": RADII}),
+        "target-futility": (
+            "cohen-sequential",
+            {**sequential, "target_radii": RADII, "futility_z": 1.0},
+        ),
         "target-mixture": (
             "cohen-sequential",
             {**sequential, "target_radii": RADII, "bound": "mixture"},

@@ -217,6 +217,7 @@ _METHOD_OPTIONS = (
     "bound",
     "targets",
     "final_share",
+    "futility_z",
 )
 """Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
@@ -478,6 +479,10 @@ def certify(
         float | None,
         typer.Option(help="Sequential union bound: share of alpha at the last round (0.5)."),
     ] = None,
+    futility_z: Annotated[
+        float | None,
+        typer.Option(help="Sequential: give up on targets out of reach at rate + z s.e."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
     examples_per_batch: Annotated[
         int, typer.Option(help="Examples sharing each forward pass (same records).")
@@ -592,6 +597,7 @@ def certify(
             "growth": growth,
             "bound": bound,
             "final_share": final_share,
+            "futility_z": futility_z,
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()

@@ -196,6 +196,7 @@ def test_evidence_with_other_round_sizes_is_refused() -> None:
         ({"bound": "hoeffding"}, r"bound = 'hoeffding' is invalid"),
         ({"first_round": 0}, r"first_round = 0 is invalid"),
         ({"final_share": 1.0}, r"final_share = 1.0 is invalid; valid range: 0 < final_share < 1"),
+        ({"futility_z": -1.0}, r"futility_z = -1.0 is invalid"),
     ],
 )
 def test_bad_parameters_are_one_clear_error(kw, match) -> None:
@@ -407,3 +408,38 @@ def test_sequence_bound_used_is_the_recorded_p_lower() -> None:
     assert res.p_lower == float(
         sequence_lower(k, n, alpha=params.alpha, bound="mixture", checkpoints=schedule(params))
     )
+
+
+def test_futility_gives_up_on_a_target_the_rate_cannot_reach_and_stays_sound() -> None:
+    # p = 0.9985 sits just below the threshold of 0.75 at sigma 0.25 (Phi(3) = 0.99865):
+    # the upper bound needs a huge sample to rule 0.75 out; the futility guess does not.
+    params = target_params(sigma=0.25, target_radii=(0.5, 0.75))
+    slow = simulate(params, 0.9985, np.random.default_rng(10))
+    fast = simulate(dataclasses.replace(params, futility_z=1.0), 0.9985, np.random.default_rng(10))
+    assert fast.samples_used < slow.samples_used
+    assert fast.details.targets_certified == (0.5,)
+    # the guess only moves the stop: the certificate is the bound at the stop
+    assert fast.p_lower == float(
+        sequence_lower(
+            sum(s.counts[1] for s in fast.evidence.stages[1:]),
+            fast.samples_used - params.n0,
+            alpha=params.alpha,
+            bound="union",
+            checkpoints=schedule(params),
+            final_share=params.final_share,
+        )
+    )
+
+
+@pytest.mark.parametrize("z", [0.0, 1.0])
+def test_futility_keeps_anytime_validity(z) -> None:
+    sigma, r, alpha = 0.5, 0.5, 0.2
+    params = target_params(
+        sigma=sigma,
+        alpha=alpha,
+        target_radii=(r,),
+        max_samples=1_210,
+        first_round=20,
+        futility_z=z,
+    )
+    assert wrong_certificate_rate(params, float(norm.cdf(r / sigma)), 200, seed=12) <= alpha

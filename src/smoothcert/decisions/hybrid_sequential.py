@@ -84,6 +84,8 @@ class HybridSequentialParams(HybridParams):
         bound: the confidence sequence, one of
             :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`.
         final_share: ``"union"``: the share of alpha spent at the last checkpoint.
+        futility_z: None, or the optimism of the futility stop, as in
+            :class:`~smoothcert.decisions.sequential.SequentialParams`.
     """
 
     kind = "hybrid_sequential"
@@ -94,6 +96,7 @@ class HybridSequentialParams(HybridParams):
     growth: float = 2.0
     bound: str = "union"
     final_share: float = 0.5
+    futility_z: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -210,19 +213,20 @@ def _state(
     params: HybridSequentialParams, facts: TokenFacts, successes: int, samples: int
 ) -> tuple[str, float, float, float, tuple[Point, ...]]:
     checkpoints = schedule(params)
-    p_cs, p_upper, best_final = sequence_bounds(
+    p_cs, p_upper, potential = sequence_bounds(
         successes,
         samples,
         alpha=params.alpha,
         bound=params.bound,
         checkpoints=checkpoints,
         final_share=params.final_share,
+        futility_z=params.futility_z,
     )
     tv = facts.sampling_tv_bound
     p_lower = max(0.0, p_cs - tv)
     stop, certified = stopping_rule(
         p_lower=p_lower,
-        potential=max(0.0, min(p_upper, best_final) - tv),
+        potential=max(0.0, potential - tv),
         at_budget=samples == checkpoints[-1],
         certified_at=lambda p: _certified_points(p, params, facts.d_max),
         radius_at=lambda p: 0.0,

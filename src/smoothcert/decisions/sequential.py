@@ -17,8 +17,9 @@ stop is Cohen et al.'s: ``radius = sigma Phi^-1(p_lower)``
 1/2`` or, in target mode, if no target radius is certified (so a certified result has
 ``radius >= r`` for some target ``r``).
 
-Stopping rules (:func:`sequential_state`), with ``potential = min(p_upper,
-p_lower of the best case at the budget)`` the largest ``p_lower`` the run could still reach:
+Stopping rules (:func:`sequential_state`), with ``potential`` the largest ``p_lower`` the
+run may still reach (:func:`sequence_bounds`: ``p_upper``, the best case at the budget,
+and optionally a futility guess):
 
 * target mode (``target_radii``): stop when every target ``r`` is decided: certified
   (``radius >= r``) or out of reach (``sigma Phi^-1(potential) < r``); "refuted" when no
@@ -105,8 +106,8 @@ def check_round_fields(params: Any) -> None:
     """Validate and normalise a sequential parameter class's round fields, in place.
 
     ``first_round`` (>= 1), ``growth`` (finite, > 1), ``bound`` (one of
-    :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`) and ``final_share`` (in (0, 1)),
-    on a frozen dataclass.
+    :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`), ``final_share`` (in (0, 1)) and
+    ``futility_z`` (None or >= 0), on a frozen dataclass.
 
     Raises:
         InvalidParameterError: naming the bad value and the valid range.
@@ -126,6 +127,8 @@ def check_round_fields(params: Any) -> None:
             f"final_share = {params.final_share!r} is invalid; valid range: 0 < final_share < 1"
         )
     set_(params, "final_share", share)
+    if params.futility_z is not None:
+        set_(params, "futility_z", check_nonnegative(params.futility_z, name="futility_z"))
 
 
 def round_stages(evidence: Evidence, checkpoints: tuple[int, ...]) -> tuple[StageEvidence, ...]:
@@ -189,6 +192,11 @@ class SequentialParams(Payload):
         final_share: ``"union"``: the share of alpha spent at the last checkpoint, the
             rest split evenly over the others
             (:func:`~smoothcert.stats.sequential.union_levels`), in (0, 1).
+        futility_z: None, or give up on a target (or on growing the radius) when even
+            the current success rate plus this many standard errors would not reach it
+            at the budget (:func:`sequence_bounds`); >= 0. Saves samples on inputs near
+            a target, at the price of some certificates fixed n would give; never
+            affects soundness.
     """
 
     kind = "gaussian_sequential"
@@ -202,6 +210,7 @@ class SequentialParams(Payload):
     growth: float = 2.0
     bound: str = "union"
     final_share: float = 0.5
+    futility_z: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -297,11 +306,16 @@ def sequence_bounds(
     bound: str,
     checkpoints: tuple[int, ...],
     final_share: float,
+    futility_z: float | None = None,
 ) -> tuple[float, float, float]:
-    """The confidence sequence's ``(p_lower, p_upper, best_final)`` after ``samples``.
+    """The confidence sequence's ``(p_lower, p_upper)`` after ``samples``, and the potential.
 
-    ``best_final`` is the lower bound at the budget (the last checkpoint) if every
-    remaining sample were a success: no run can end with a larger ``p_lower``.
+    The potential is the largest ``p_lower`` the run may still reach, the smallest of:
+    ``p_upper``; the lower bound at the budget (the last checkpoint) if every remaining
+    sample were a success; and, with ``futility_z``, the lower bound at the budget if
+    the success rate there were the current rate plus ``futility_z`` standard errors.
+    The last is a guess, not a bound: a stopping rule that uses it gives up on inputs
+    that might still have been certified (never on soundness).
 
     Raises:
         InvalidParameterError: if ``samples`` is not a checkpoint or ``successes`` is out
@@ -313,7 +327,6 @@ def sequence_bounds(
             f"{checkpoints[:4]}... (evidence of another configuration?)"
         )
     budget = checkpoints[-1]
-
     kw: dict[str, Any] = {
         "alpha": alpha,
         "bound": bound,
@@ -325,7 +338,12 @@ def sequence_bounds(
         return float(sequence_lower(k, n, **kw))
 
     upper = float(sequence_upper(successes, samples, **kw))
-    return lower(successes, samples), upper, lower(successes + budget - samples, budget)
+    potential = min(upper, lower(successes + budget - samples, budget))
+    if futility_z is not None:
+        rate = successes / samples
+        optimistic = min(1.0, rate + futility_z * math.sqrt(rate * (1.0 - rate) / samples))
+        potential = min(potential, lower(min(budget, math.ceil(optimistic * budget)), budget))
+    return lower(successes, samples), upper, potential
 
 
 def stopping_rule(
@@ -380,13 +398,14 @@ def sequential_state(params: SequentialParams, successes: int, samples: int) -> 
             of range.
     """
     checkpoints = schedule(params)
-    p_lower, p_upper, best_final = sequence_bounds(
+    p_lower, p_upper, potential = sequence_bounds(
         successes,
         samples,
         alpha=params.alpha,
         bound=params.bound,
         checkpoints=checkpoints,
         final_share=params.final_share,
+        futility_z=params.futility_z,
     )
 
     def radius_at(p: float) -> float:
@@ -398,7 +417,7 @@ def sequential_state(params: SequentialParams, successes: int, samples: int) -> 
 
     stop, certified = stopping_rule(
         p_lower=p_lower,
-        potential=min(p_upper, best_final),
+        potential=potential,
         at_budget=samples == checkpoints[-1],
         certified_at=certified_at,
         radius_at=radius_at,

@@ -301,6 +301,7 @@ def certify_sequential(
     growth: float = 2.0,
     bound: str = "union",
     final_share: float = 0.5,
+    futility_z: float | None = None,
     batch_size: int = 1000,
     seed: int = 0,
     num_classes: int | None = None,
@@ -331,6 +332,8 @@ def certify_sequential(
         bound: confidence sequence, ``"union"`` or ``"mixture"``
             (:data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`).
         final_share: ``"union"``: share of alpha spent at the last checkpoint, in (0, 1).
+        futility_z: None, or give up on targets out of reach at the current rate plus
+            this many standard errors (saves samples, may lose certificates; sound).
         batch_size: samples per forward pass, >= 1.
         seed: generator seed (recorded); same seed, same rounds and decision.
         num_classes: expected output columns; inferred from the model if None.
@@ -375,6 +378,7 @@ def certify_sequential(
         growth=growth,
         bound=bound,
         final_share=final_share,
+        futility_z=futility_z,
     )
     evidence = sample(
         model,

@@ -305,6 +305,7 @@ def certify_sequential(
     growth: float = 2.0,
     bound: str = "union",
     final_share: float = 0.5,
+    futility_z: float | None = None,
     batch_size: int = 1000,
     seed: int = 0,
     num_classes: int | None = None,
@@ -335,6 +336,8 @@ def certify_sequential(
         growth: checkpoint growth factor, > 1.
         bound: ``"union"`` or ``"mixture"``.
         final_share: ``"union"``: share of alpha spent at the last checkpoint, in (0, 1).
+        futility_z: None, or give up on targets out of reach at the current rate plus
+            this many standard errors (saves samples, may lose certificates; sound).
         alphabet: the token kernel's alphabet, as in :func:`certify`.
         threat: eligible positions and ``d_max``, as in :func:`certify`.
         kernel: ``"uniform"`` or ``"mask"``.
@@ -367,6 +370,8 @@ def certify_sequential(
         first_round=first_round,
         growth=growth,
         bound=bound,
+        final_share=final_share,
+        futility_z=futility_z,
         **fields,
     )
     evidence = sample(
