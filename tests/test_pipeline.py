@@ -236,6 +236,27 @@ def test_cli_method_choices_are_exactly_the_registry() -> None:
         ),
         (["--method", "cohen", "--tolerance", "0.1"], ["--tolerance is not an option"]),
         (
+            ["--method", "hybrid-sequential", "--dataset", "listings", "--target-point", "2"],
+            ["--target-point '2' is invalid; valid: D,R"],
+        ),
+        (
+            [
+                "--method",
+                "hybrid-sequential",
+                "--dataset",
+                "listings",
+                "--beta",
+                "0.7",
+                "--target-point",
+                "1,-1",
+            ],
+            ["target r = -1.0 is invalid"],
+        ),
+        (
+            ["--method", "hybrid-sequential", "--dataset", "listings", "--sigma", "0.5"],
+            ["targets"],
+        ),
+        (
             ["--method", "cohen-sequential", "--tolerance", "0.1", "-n", "5"],
             ["--n is not an option of method 'cohen-sequential'", "--max-samples"],
         ),

@@ -266,7 +266,7 @@ def test_anytime_validity_over_many_streams_near_the_threshold(bound, mode) -> N
         params = target_params(
             sigma=sigma, alpha=alpha, max_samples=5_010, first_round=20, bound=bound, **kw
         )
-        assert wrong_certificate_rate(params, p, 1_500, seed=6) <= alpha
+        assert wrong_certificate_rate(params, p, 600, seed=6) <= alpha
 
 
 # -- the torch half --------------------------------------------------------------------
