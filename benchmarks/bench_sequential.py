@@ -13,8 +13,9 @@ On the bundled digits CNN at each sigma, the same test examples (every ``skip``-
   0.25, 0.5, 0.75 with at most 100,100 samples (n0 = 100 included), alpha = 0.001, with
   the union-bound (half of alpha at the last checkpoint) and the beta-mixture confidence
   sequences;
-* ``target-futility``: as ``target-union``, giving up on a target that the current rate
-  plus one standard error would not certify at the budget (``futility_z = 1``);
+* ``target-futility`` (and ``-z2``, ``-z0.5``): as ``target-union``, giving up on a target
+  that the current rate plus one (two, a half) standard error would not certify at the
+  budget (``futility_z``);
 * ``precision``: ``cohen-sequential`` in precision mode (tolerance 0.05 sigma), union bound.
 
 It prints and writes (JSON) the certified accuracy at each radius, ACR, total forward
@@ -61,6 +62,14 @@ def _runs(sigma: float, n: int) -> dict[str, tuple[str, dict[str, Any]]]:
             "cohen-sequential",
             {**sequential, "target_radii": RADII, "futility_z": 1.0},
         ),
+        "target-futility-z2": (
+            "cohen-sequential",
+            {**sequential, "target_radii": RADII, "futility_z": 2.0},
+        ),
+        "target-futility-z0.5": (
+            "cohen-sequential",
+            {**sequential, "target_radii": RADII, "futility_z": 0.5},
+        ),
         "target-mixture": (
             "cohen-sequential",
             {**sequential, "target_radii": RADII, "bound": "mixture"},
@@ -92,7 +101,13 @@ def _summary(path: Path, fixed_total: int | None) -> dict[str, Any]:
 
 
 def bench_sequential(
-    *, sigmas: tuple[float, ...], skip: int, n: int, num_examples: int | None, device: str
+    *,
+    sigmas: tuple[float, ...],
+    skip: int,
+    n: int,
+    num_examples: int | None,
+    device: str,
+    results_dir: Path = RESULTS,
 ) -> dict[str, Any]:
     """Run every configuration at every sigma and summarise (see the module docstring)."""
     out: dict[str, Any] = {}
@@ -111,7 +126,7 @@ def bench_sequential(
                 batch_size=2000,
                 seed=0,
             )
-            path = RESULTS / f"sigma{sigma:g}_n{n}_skip{skip}_{num_examples}_{name}.jsonl"
+            path = results_dir / f"sigma{sigma:g}_n{n}_skip{skip}_{num_examples}_{name}.jsonl"
             start = time.perf_counter()
             run_certification(config, path, device=device)
             summary = _summary(path, fixed_total)
@@ -130,8 +145,75 @@ def bench_sequential(
     return out
 
 
+HYBRID_POINTS = ((0, 0.5), (1, 0.25))
+
+
+def bench_hybrid_sequential(
+    *,
+    n: int,
+    num_examples: int | None,
+    skip: int,
+    device: str,
+    results_dir: Path = RESULTS,
+    tau: float = 0.1,
+) -> dict[str, Any]:
+    """The listing filter (sigma 0.5, flag class 1 at ``tau``): fixed-n hybrid vs sequential.
+
+    Certified detection at each target point ``(d, r)`` (label 1, flagged and certified
+    at the point) and the forward samples of each run.
+    """
+    common = {"sigma": 0.5, "beta": 0.7, "alpha": ALPHA, "tau": tau, "target": 1, "n0": 0}
+    runs = {
+        "fixed": ("hybrid", {**common, "n": n}),
+        "sequential": ("hybrid-sequential", {**common, "max_samples": n, "targets": HYBRID_POINTS}),
+    }
+    out: dict[str, Any] = {}
+    for name, (method, params) in runs.items():
+        config = RunConfig(
+            method=method,
+            params={**params, "alphabet": 30_522, "threat": "given"},
+            model="listing_filter",
+            dataset="listings",
+            split="test",
+            skip=skip,
+            num_examples=num_examples,
+            batch_size=1000,
+            seed=0,
+        )
+        path = results_dir / f"listings_tau{tau:g}_n{n}_skip{skip}_{num_examples}_{name}.jsonl"
+        run_certification(config, path, device=device)
+        records = load_results(path).records
+        detected = {}
+        for d, r in HYBRID_POINTS:
+            hits = [
+                rec["label"] == 1
+                and not rec["abstained"]
+                and d < len(rec["radius_curve"])
+                and rec["radius_curve"][d] >= r
+                and (r > 0 or d <= (rec["details"]["d_certified"] or -1))
+                for rec in records
+            ]
+            detected[f"d={d},r={r:g}"] = float(np.mean(hits))
+        used = samples_per_input(records)
+        out[name] = {
+            "examples": len(records),
+            "positives": int(sum(rec["label"] == 1 for rec in records)),
+            "certified_detection": detected,
+            "forward_samples_total": int(used.sum()),
+            "samples_per_input_median": float(np.median(used)),
+        }
+    out["sequential"]["share_of_fixed"] = (
+        out["sequential"]["forward_samples_total"] / out["fixed"]["forward_samples_total"]
+    )
+    return out
+
+
 def _print(results: dict[str, Any]) -> None:
     for key, per in results.items():
+        if key == "hybrid":
+            print("\n## listing filter (hybrid, safety-filter mode)")
+            print(json.dumps(per, indent=2))
+            continue
         print(f"\n## digits CNN, {key}, {per['fixed']['examples']} test examples, alpha {ALPHA}")
         heads = list(per)
         print("| | " + " | ".join(heads) + " |")
@@ -162,11 +244,21 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.25, 0.5])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--hybrid", action="store_true", help="also the listing filter (hybrid-sequential)"
+    )
     args = parser.parse_args()
     n, num = (10_000, 20) if args.quick else (100_000, None)
     results = bench_sequential(
         sigmas=tuple(args.sigmas), skip=args.skip, n=n, num_examples=num, device=args.device
     )
+    if args.hybrid:
+        results["hybrid"] = bench_hybrid_sequential(
+            n=2_000 if args.quick else 10_000,
+            num_examples=10 if args.quick else 100,
+            skip=10,
+            device=args.device,
+        )
     _print(results)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

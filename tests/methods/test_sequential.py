@@ -113,15 +113,21 @@ def test_out_of_reach_target_stops_without_certifying_it() -> None:
 
 
 def test_undecided_input_spends_the_budget_and_abstains_when_no_target_is_certified() -> None:
-    # p exactly at the target's threshold: undecidable, so the run spends everything
+    # Counts at every checkpoint sit right at the target's threshold: never certified,
+    # never ruled out, so the loop asks for every round and the result abstains.
     sigma, r = 0.5, 0.5
     params = target_params(sigma=sigma, target_radii=(r,), max_samples=5_010, alpha=0.01)
-    res = simulate(params, float(norm.cdf(r / sigma)), np.random.default_rng(2))
-    if res.details.stop == "budget":
-        assert res.samples_used == params.max_samples
-        assert res.abstained == (res.details.targets_certified == ())
-    # never a certificate beyond the bound at the stop
-    assert res.radius == 0.0 or res.radius >= r
+    threshold = float(norm.cdf(r / sigma))
+    stages = [StageEvidence("selection", n=params.n0, alpha=0.0, counts=(0, params.n0))]
+    done = 0
+    while size := next_round_size(params, Evidence(tuple(stages), GaussianFacts(num_classes=2))):
+        k = round(threshold * (done + size)) - sum(s.counts[1] for s in stages[1:])
+        stages.append(StageEvidence("round", n=size, alpha=0.0, counts=(size - k, k)))
+        done += size
+    assert done == schedule(params)[-1]
+    res = decide_sequential(Evidence(tuple(stages), GaussianFacts(num_classes=2)), params)
+    assert res.details.stop == "budget" and res.samples_used == params.max_samples
+    assert res.abstained and res.radius == 0.0 and res.details.targets_certified == ()
 
 
 def test_target_mode_abstains_below_the_smallest_target_although_p_lower_exceeds_half() -> None:
@@ -132,7 +138,7 @@ def test_target_mode_abstains_below_the_smallest_target_although_p_lower_exceeds
     )
     res = decide_sequential(Evidence(stages, GaussianFacts(num_classes=2)), params)
     assert res.p_lower > 0.5 and res.abstained and res.radius == 0.0
-    assert res.details.stop == "refuted"  # 1.0 is out of reach: Phi(2) = 0.977
+    assert res.details.stop == "budget"  # one round is the whole budget
     precision = dataclasses.replace(params, target_radii=(), tolerance=0.05)
     res = decide_sequential(Evidence(stages, GaussianFacts(num_classes=2)), precision)
     assert not res.abstained and 0 < res.radius < 1.0

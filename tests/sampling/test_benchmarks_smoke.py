@@ -80,3 +80,28 @@ def test_runner_benchmark_records_errors_instead_of_crashing(run_all, monkeypatc
     s.runner_examples = 1
     out = run_all.bench_runner(s)
     assert "error" in out or all("error" in v for v in out["variants"].values())
+
+
+def test_sequential_benchmark_runs_at_tiny_sizes(tmp_path):
+    path = RUN_ALL.parent / "bench_sequential.py"
+    spec = importlib.util.spec_from_file_location("smoothcert_bench_sequential", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.bench_sequential(
+        sigmas=(0.5,), skip=90, n=300, num_examples=3, device="cpu", results_dir=tmp_path
+    )
+    per = out["sigma=0.5"]
+    assert set(per) == {
+        "fixed",
+        "target-union",
+        "target-futility",
+        "target-futility-z2",
+        "target-futility-z0.5",
+        "target-mixture",
+        "precision",
+    }
+    assert per["fixed"]["forward_samples_total"] == 3 * 400
+    assert per["fixed"]["share_of_fixed"] == 1.0
+    for summary in per.values():
+        assert summary["examples"] == 3
+        assert summary["forward_samples_total"] <= 3 * 400

@@ -231,6 +231,7 @@ def _state(
         certified_at=lambda p: _certified_points(p, params, facts.d_max),
         radius_at=lambda p: 0.0,
         tolerance=None,
+        num_targets=len(params.targets),
     )
     return stop, p_cs, p_upper, p_lower, certified
 

@@ -27,8 +27,8 @@ and optionally a futility guess):
 * precision mode (``tolerance``): stop when the radius cannot grow by more than
   ``tolerance`` (``sigma Phi^-1(potential) - radius <= tolerance``); "refuted" when
   ``potential <= 1/2``;
-* both: stop when the budget is spent; a run that spends it undecided abstains unless
-  its bound certifies.
+* both: stop when the budget is spent (reason ``"budget"`` unless every target is
+  certified); a run that spends it abstains unless its bound certifies.
 
 :func:`stopping_rule` is the same for every method that certifies a lower bound on one
 class probability (:mod:`smoothcert.decisions.hybrid_sequential` uses it with (d, r)
@@ -354,8 +354,11 @@ def stopping_rule(
     certified_at: Callable[[float], tuple[T, ...]],
     radius_at: Callable[[float], float],
     tolerance: float | None,
+    num_targets: int,
 ) -> tuple[str, tuple[T, ...]]:
     """The stop reason (:data:`STOP_REASONS`) and the targets certified at ``p_lower``.
+
+    At the budget the reason is ``"budget"``, unless every target is certified.
 
     Args:
         p_lower: the lower bound now.
@@ -365,8 +368,12 @@ def stopping_rule(
             precision mode).
         radius_at: the radius a lower bound certifies (precision mode).
         tolerance: precision mode's tolerance, or None in target mode.
+        num_targets: the number of targets (0 in precision mode).
     """
     certified = certified_at(p_lower)
+    if at_budget:
+        all_certified = tolerance is None and len(certified) == num_targets
+        return ("decided" if all_certified else "budget"), certified
     if tolerance is None:
         reachable = certified_at(potential)
         if not reachable:
@@ -377,8 +384,6 @@ def stopping_rule(
         stop = "refuted"
     else:
         stop = "converged" if radius_at(potential) - radius_at(p_lower) <= tolerance else "open"
-    if stop == "open" and at_budget:
-        stop = "budget"
     return stop, certified
 
 
@@ -422,6 +427,7 @@ def sequential_state(params: SequentialParams, successes: int, samples: int) -> 
         certified_at=certified_at,
         radius_at=radius_at,
         tolerance=params.tolerance,
+        num_targets=len(params.target_radii),
     )
     return SequentialState(
         successes, samples, p_lower, p_upper, radius_at(p_lower), stop, certified
