@@ -52,6 +52,7 @@ PURE_MODULES = (
     "smoothcert.decisions.sequential",
     "smoothcert.decisions.hybrid_sequential",
     "smoothcert.stats.sequential",
+    "smoothcert.stats.combiners",
     "smoothcert.reports.samples",
     "smoothcert.records",
     "smoothcert.results",

@@ -13,6 +13,16 @@ from smoothcert.stats.bounded import (
     hoeffding_lower,
     hoeffding_upper,
 )
+from smoothcert.stats.combiners import (
+    COMBINER_BOUNDS,
+    COMBINERS,
+    combine,
+    combine_bonferroni,
+    combine_cpm,
+    combine_mono,
+    combine_top2,
+    cpm_buckets,
+)
 from smoothcert.stats.sequential import (
     SEQUENCE_BOUNDS,
     checkpoint_schedule,
@@ -26,12 +36,20 @@ from smoothcert.stats.sequential import (
 )
 
 __all__ = [
+    "COMBINERS",
+    "COMBINER_BOUNDS",
     "SEQUENCE_BOUNDS",
     "betting_lower",
     "betting_upper",
     "checkpoint_schedule",
     "clopper_pearson_lower",
     "clopper_pearson_upper",
+    "combine",
+    "combine_bonferroni",
+    "combine_cpm",
+    "combine_mono",
+    "combine_top2",
+    "cpm_buckets",
     "empirical_bernstein_lower",
     "empirical_bernstein_upper",
     "hoeffding_lower",
