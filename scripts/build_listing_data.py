@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import importlib.metadata
 import io
@@ -46,6 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from smoothcert.data.fashion_mnist import FASHION_MNIST_CLASS_NAMES, read_idx  # noqa: E402
 from smoothcert.data.wordpiece import WordPieceTokenizer  # noqa: E402
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -58,18 +58,7 @@ PER_CLASS = {"train": 300, "calibration": 60, "test": 60}
 SPLIT_SOURCE = {"train": "train", "calibration": "train", "test": "t10k"}
 ID_OFFSET = {"train": 0, "calibration": 6000, "test": 7200}
 
-CLASS_NAMES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+CLASS_NAMES = FASHION_MNIST_CLASS_NAMES
 
 # Per Fashion-MNIST class: WordNet 3.0 noun synsets (offset, a lemma it must contain,
 # take its direct hyponyms too?), words to drop (off-topic senses or another class's
@@ -336,15 +325,6 @@ def class_vocabulary(directory: Path) -> tuple[dict[int, list[str]], dict[int, l
 # --------------------------------------------------------------------------- images
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read a gzipped IDX file (images uint8 (N, 28, 28) or labels uint8 (N,))."""
-    with gzip.open(path, "rb") as fh:
-        blob = fh.read()
-    ndim = blob[3]
-    shape = tuple(int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def pool2x2(images: np.ndarray) -> np.ndarray:
     """2x2 mean pooling of uint8 images, rounded half up: (N, 28, 28) -> (N, 14, 14)."""
     x = images.astype(np.int32).reshape(-1, 14, 2, 14, 2).sum(axis=(2, 4))
@@ -398,8 +378,8 @@ def build(out_dir: Path, vocab_path: Path) -> dict[str, object]:
 
     sources = {
         name: (
-            read_idx(FMNIST_DIR / f"{name}-images-idx3-ubyte.gz"),
-            read_idx(FMNIST_DIR / f"{name}-labels-idx1-ubyte.gz"),
+            read_idx(FMNIST_DIR / f"{name}-images-idx3-ubyte.gz", magic=2051),
+            read_idx(FMNIST_DIR / f"{name}-labels-idx1-ubyte.gz", magic=2049),
         )
         for name in ("train", "t10k")
     }

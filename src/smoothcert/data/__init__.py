@@ -1,16 +1,18 @@
 """Bundled datasets with a stable index per example (numpy only; never imports torch).
 
-``"digits"`` is an image dataset (:class:`ImageDataset`); ``"listings"`` is a text+image
+``"digits"`` and ``"fashion_mnist"`` are image datasets (:class:`ImageDataset`;
+Fashion-MNIST is read from the Debian package files, install them with
+``bash scripts/install_data.sh``); ``"listings"`` is a text+image
 task (:class:`TextImageDataset`, listing moderation). :func:`dataset_kind` says which.
 
 Example:
     >>> from smoothcert.data import dataset_kind, list_datasets, load_dataset
     >>> list_datasets()
-    ['digits', 'listings']
+    ['digits', 'fashion_mnist', 'listings']
     >>> load_dataset("digits", "test")
     ImageDataset(name='digits', split='test', n=360, input_shape=(1, 8, 8), num_classes=10)
     >>> [dataset_kind(name) for name in list_datasets()]
-    ['image', 'text_image']
+    ['image', 'image', 'text_image']
 """
 
 from smoothcert.data.datasets import (

@@ -16,6 +16,14 @@ Built-in datasets:
   random_state=0)``, giving 1,437 training and 360 test examples with the class
   proportions of the full set. Within a split, examples are sorted by their index
   (the row in ``load_digits``).
+* ``"fashion_mnist"``: the full Fashion-MNIST (70,000 grey-scale 28x28 product
+  photos, 10 classes, MIT licence), read at run time from the files of the Debian
+  package ``dataset-fashion-mnist`` (install: ``bash scripts/install_data.sh``).
+  Pixels ``uint8 / 255``, float32 ``(N, 1, 28, 28)``. Splits: ``"train"`` = rows
+  0-54,999 of the training file, ``"calibration"`` = its rows 55,000-59,999,
+  ``"test"`` = the 10,000 rows of the test file; the stable index is the row in the
+  training file, or 60,000 + the row in the test file. See
+  :mod:`smoothcert.data.fashion_mnist`.
 * ``"listings"``: listing moderation, (description tokens, product image) pairs
   labelled match (0) / mismatch (1); Fashion-MNIST images and WordNet words tokenized
   with the all-MiniLM-L6-v2 WordPiece vocabulary, read from a sha256-checked asset
@@ -47,6 +55,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from smoothcert._validation import check_int
+from smoothcert.data.fashion_mnist import (
+    FASHION_MNIST_INSTALL_COMMAND,
+    FASHION_MNIST_SPLITS,
+    fashion_mnist_split,
+)
 from smoothcert.data.listings import LISTINGS_SPLITS, TextImageDataset, load_listings
 from smoothcert.errors import InvalidParameterError
 
@@ -270,6 +283,31 @@ def _load_digits(split: str) -> ImageDataset:
     )
 
 
+# --------------------------------------------------------------------------- fashion_mnist
+
+
+@_register(
+    "fashion_mnist",
+    splits=FASHION_MNIST_SPLITS,
+    description=(
+        "Fashion-MNIST (MIT; Debian dataset-fashion-mnist, read at run time): 70,000 grey-scale "
+        "28x28 product photos, 10 classes, pixels /255 into [0, 1]; train = training-file rows "
+        "0-54,999 (55,000), calibration = rows 55,000-59,999 (5,000), test = t10k rows 0-9,999 "
+        "(10,000, index 60,000 + row); install with `" + FASHION_MNIST_INSTALL_COMMAND + "`"
+    ),
+)
+def _load_fashion_mnist(split: str) -> ImageDataset:
+    images, labels, indices = fashion_mnist_split(split)
+    return ImageDataset(
+        name="fashion_mnist",
+        split=split,
+        images=images,
+        labels=labels,
+        num_classes=10,
+        indices=indices,
+    )
+
+
 # --------------------------------------------------------------------------- listings
 
 
@@ -296,7 +334,7 @@ def list_datasets() -> list[str]:
     Example:
         >>> from smoothcert.data import list_datasets
         >>> list_datasets()
-        ['digits', 'listings']
+        ['digits', 'fashion_mnist', 'listings']
     """
     return sorted(_REGISTRY)
 
@@ -373,9 +411,10 @@ def load_dataset(name: str = "digits", split: str = "test") -> AnyDataset:
         name: dataset name; see :func:`list_datasets`. ``"digits"`` is scikit-learn's
             ``load_digits`` with pixels scaled to [0, 1] and a fixed stratified split
             (``train_test_split(test_size=360, stratify=labels, random_state=0)``);
-            ``"listings"`` is the listing moderation task (text + image).
+            ``"fashion_mnist"`` is the full Fashion-MNIST read from the Debian package
+            files; ``"listings"`` is the listing moderation task (text + image).
         split: split name, ``"train"`` or ``"test"`` for ``"digits"``; ``"train"``,
-            ``"calibration"`` or ``"test"`` for ``"listings"``.
+            ``"calibration"`` or ``"test"`` for ``"fashion_mnist"`` and ``"listings"``.
 
     Returns:
         An :class:`ImageDataset` for ``"image"`` datasets, a
@@ -386,7 +425,9 @@ def load_dataset(name: str = "digits", split: str = "test") -> AnyDataset:
     Raises:
         InvalidParameterError: if ``name`` or ``split`` is unknown; the message names
             the bad value and the valid choices.
-        AssetError: if a bundled asset is missing or fails its sha256 check.
+        AssetError: if a bundled asset is missing or fails its sha256 check, or if the
+            Fashion-MNIST files are missing or corrupt (the message names the places
+            looked in and the install command, ``bash scripts/install_data.sh``).
 
     Example:
         >>> from smoothcert.data import load_dataset
