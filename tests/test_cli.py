@@ -202,7 +202,11 @@ def test_version() -> None:
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["--sigma", "0"], "sigma = 0.0"), (["--epochs", "0"], "epochs = 0")],
+    [
+        (["--sigma", "0"], "sigma = 0.0"),
+        (["--epochs", "0"], "epochs = 0"),
+        (["--threads", "0"], "threads = 0"),
+    ],
 )
 def test_train_bad_input_fails_before_training(
     tmp_path: Path, args: list[str], needle: str

@@ -936,12 +936,20 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     device: Annotated[str, typer.Option(help="Device: cpu, cuda, cuda:1, mps.")] = "cpu",
+    threads: Annotated[
+        int, typer.Option(help="CPU threads torch trains with (results depend on it).")
+    ] = 1,
 ) -> None:
     """Train a bundled model at the given noise levels and save its weights (sha256-listed)."""
     with _user_errors():
         from smoothcert.models.train import train_all
 
-        kwargs: dict[str, Any] = {"name": model, "seed": seed, "device": device}
+        kwargs: dict[str, Any] = {
+            "name": model,
+            "seed": seed,
+            "device": device,
+            "threads": threads,
+        }
         if epochs is not None:
             kwargs["epochs"] = epochs
         written = train_all(

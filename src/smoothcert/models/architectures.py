@@ -4,7 +4,7 @@ Every bundled model takes pixels in [0, 1] (the units the Gaussian noise of the
 certificate is added in) and does any normalisation inside its ``forward``, so a sigma
 is always in [0, 1]-pixel units.
 
-``digits_cnn`` is an image classifier (``model(images)``); ``listing_filter`` is a
+``digits_cnn`` and ``fmnist_cnn`` are image classifiers (``model(images)``); ``listing_filter`` is a
 text+image fusion model for the ``"listings"`` dataset (``model(tokens, images)``).
 :attr:`ModelSpec.kind` says which, with the same values as
 :func:`smoothcert.data.dataset_kind`.
@@ -28,7 +28,7 @@ from torch.nn import functional
 
 from smoothcert.errors import InvalidParameterError
 
-__all__ = ["DigitsCNN", "ListingFilter", "ModelSpec", "get_model_spec", "list_models"]
+__all__ = ["DigitsCNN", "FashionCNN", "ListingFilter", "ModelSpec", "get_model_spec", "list_models"]
 
 
 class DigitsCNN(nn.Module):
@@ -78,6 +78,56 @@ class DigitsCNN(nn.Module):
         """
         x = functional.relu(self.conv1(x))
         x = functional.relu(self.conv2(x))
+        x = functional.relu(self.fc1(x.flatten(1)))
+        logits: torch.Tensor = self.fc2(x)
+        return logits
+
+
+class FashionCNN(nn.Module):
+    """Small CNN for 1x28x28 Fashion-MNIST images in [0, 1], 10 classes (320,938 parameters).
+
+    Layers: conv 1->32 3x3 stride 2 pad 1 (32x14x14), ReLU, conv 32->64 3x3 pad 1
+    (64x14x14), ReLU, max pool 2 (64x7x7), flatten (3136), linear 3136->96, ReLU,
+    linear 96->10 (logits). The input is used as is, so the sigma of the noise is in
+    [0, 1]-pixel units.
+
+    The first convolution has stride 2 instead of a full-resolution convolution plus
+    a max pool: on the 2-core CPU this was measured on, that cut a training epoch on
+    the 60,000 training images from about 46 s to 32 s (batch 256, two threads). The
+    hidden layer has 96 units so that a weight file stays under 1.5 MB (1.29 MB).
+
+    Attributes:
+        input_shape: ``(1, 28, 28)``.
+        num_classes: ``10``.
+
+    Example:
+        >>> import torch
+        >>> from smoothcert.models import FashionCNN
+        >>> net = FashionCNN().eval()
+        >>> net(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+        >>> sum(p.numel() for p in net.parameters())
+        320938
+    """
+
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.fc1 = nn.Linear(64 * 7 * 7, 96)
+        self.fc2 = nn.Linear(96, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits of shape ``(B, 10)`` for images ``x`` of shape ``(B, 1, 28, 28)``.
+
+        Args:
+            x: pixels in [0, 1] (plus any noise), in the dtype of the weights.
+        """
+        x = functional.relu(self.conv1(x))
+        x = functional.max_pool2d(functional.relu(self.conv2(x)), 2)
         x = functional.relu(self.fc1(x.flatten(1)))
         logits: torch.Tensor = self.fc2(x)
         return logits
@@ -234,6 +284,14 @@ _MODELS: dict[str, ModelSpec] = {
         num_classes=10,
         description="small CNN for scikit-learn digits (1x8x8, pixels in [0, 1]), 10 classes",
     ),
+    "fmnist_cnn": ModelSpec(
+        name="fmnist_cnn",
+        dataset="fashion_mnist",
+        build=FashionCNN,
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        description="small CNN for Fashion-MNIST (1x28x28, pixels in [0, 1]), 10 classes",
+    ),
     "listing_filter": ModelSpec(
         name="listing_filter",
         dataset="listings",
@@ -255,7 +313,7 @@ def list_models() -> list[str]:
     Example:
         >>> from smoothcert.models import list_models
         >>> list_models()
-        ['digits_cnn', 'listing_filter']
+        ['digits_cnn', 'fmnist_cnn', 'listing_filter']
     """
     return sorted(_MODELS)
 
