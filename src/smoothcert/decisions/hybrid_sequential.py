@@ -45,7 +45,8 @@ from smoothcert.decisions._common import (
 )
 from smoothcert.decisions.hybrid import HybridParams, hybrid_curve
 from smoothcert.decisions.sequential import (
-    check_round_fields,
+    RoundFields,
+    next_round,
     require_rounds,
     round_stages,
     sequence_bounds,
@@ -68,35 +69,24 @@ Point = tuple[int, float]
 
 @register_payload
 @dataclass(frozen=True, kw_only=True)
-class HybridSequentialParams(HybridParams):
+class HybridSequentialParams(HybridParams, RoundFields):
     """Parameters of sequential hybrid certification (``hybrid-sequential``).
 
-    :class:`~smoothcert.decisions.hybrid.HybridParams` plus the sequential fields. ``n``
-    is not given: it is the estimation budget, ``max_samples - n0`` in majority mode and
-    ``max_samples`` for a safety filter (which draws no selection samples).
+    :class:`~smoothcert.decisions.hybrid.HybridParams` plus the sequential fields: the
+    round fields of :class:`~smoothcert.decisions.sequential.RoundFields` and those below.
+    ``n`` is not given: it is the estimation budget, ``max_samples - n0`` in majority
+    mode and ``max_samples`` for a safety filter (which draws no selection samples).
 
     Attributes:
         max_samples: most forward samples per input, selection included.
         targets: the target points ``(d, r)`` to decide: ``d >= 0`` edited tokens and an
             image move ``r >= 0`` in image units (sorted, no duplicates, at least one).
-        first_round: estimation samples of the first round, >= 1.
-        growth: checkpoint growth factor, > 1.
-        bound: the confidence sequence, one of
-            :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`.
-        final_share: ``"union"``: the share of alpha spent at the last checkpoint.
-        futility_z: None, or the optimism of the futility stop, as in
-            :class:`~smoothcert.decisions.sequential.SequentialParams`.
     """
 
     kind = "hybrid_sequential"
     n: int = 0
     max_samples: int
     targets: tuple[Point, ...]
-    first_round: int = 100
-    growth: float = 2.0
-    bound: str = "union"
-    final_share: float = 0.5
-    futility_z: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -130,7 +120,7 @@ class HybridSequentialParams(HybridParams):
                 "targets = () is invalid; valid: at least one target point (d, r)"
             )
         set_(self, "targets", tuple(sorted(set(points))))
-        check_round_fields(self)
+        self.check_round_fields()
 
 
 @register_payload
@@ -239,14 +229,10 @@ def _state(
 def next_round_size(params: HybridSequentialParams, evidence: Evidence) -> int | None:
     """Size of the next round the stopping rule asks for, or None to stop."""
     cls, facts, rounds = _class_and_rounds(evidence, params)
-    checkpoints = schedule(params)
-    if not rounds:
-        return checkpoints[0]
-    done = checkpoints[len(rounds) - 1]
     successes = sum(s.counts[cls] for s in rounds)
-    if _state(params, facts, successes, done)[0] != "open":
-        return None
-    return checkpoints[len(rounds)] - done
+    return next_round(
+        schedule(params), len(rounds), lambda done: _state(params, facts, successes, done)[0]
+    )
 
 
 def decide_hybrid_sequential(evidence: Evidence, params: HybridSequentialParams) -> CertifyResult:
@@ -260,8 +246,8 @@ def decide_hybrid_sequential(evidence: Evidence, params: HybridSequentialParams)
     Raises:
         InvalidParameterError: on evidence that does not fit the parameters.
     """
-    require_rounds(evidence, schedule(params))
     cls, facts, rounds = _class_and_rounds(evidence, params)
+    require_rounds(len(rounds))
     samples = schedule(params)[len(rounds) - 1]
     successes = sum(s.counts[cls] for s in rounds)
     stop, p_cs, p_upper, p_lower, certified = _state(params, facts, successes, samples)

@@ -102,33 +102,54 @@ the tolerance; nothing can be certified; the budget is spent; or ``"open"`` when
 would draw another round (seen only when saved evidence is re-decided with other settings)."""
 
 
-def check_round_fields(params: Any) -> None:
-    """Validate and normalise a sequential parameter class's round fields, in place.
+@dataclass(frozen=True, kw_only=True)
+class RoundFields:
+    """The round schedule and confidence sequence of a sequential method's parameters.
 
-    ``first_round`` (>= 1), ``growth`` (finite, > 1), ``bound`` (one of
-    :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`), ``final_share`` (in (0, 1)) and
-    ``futility_z`` (None or >= 0), on a frozen dataclass.
-
-    Raises:
-        InvalidParameterError: naming the bad value and the valid range.
+    Attributes:
+        first_round: estimation samples of the first round, >= 1.
+        growth: each checkpoint is ``ceil(growth x)`` the previous one, > 1.
+        bound: the confidence sequence, one of
+            :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`.
+        final_share: ``"union"``: the share of alpha spent at the last checkpoint, the
+            rest split evenly over the others
+            (:func:`~smoothcert.stats.sequential.union_levels`), in (0, 1).
+        futility_z: None, or give up on a target (or on growing the radius) when even
+            the current success rate plus this many standard errors would not reach it
+            at the budget (:func:`sequence_bounds`); >= 0. Saves samples on inputs near
+            a target, at the price of some certificates fixed n would give; never
+            affects soundness.
     """
-    set_ = object.__setattr__
-    set_(params, "first_round", check_int(params.first_round, name="first_round", minimum=1))
-    growth = float(params.growth)
-    if not (math.isfinite(growth) and growth > 1.0):
-        raise InvalidParameterError(
-            f"growth = {params.growth!r} is invalid; valid range: finite growth > 1"
-        )
-    set_(params, "growth", growth)
-    set_(params, "bound", check_choice(params.bound, name="bound", choices=SEQUENCE_BOUNDS))
-    share = float(params.final_share)
-    if not (math.isfinite(share) and 0.0 < share < 1.0):
-        raise InvalidParameterError(
-            f"final_share = {params.final_share!r} is invalid; valid range: 0 < final_share < 1"
-        )
-    set_(params, "final_share", share)
-    if params.futility_z is not None:
-        set_(params, "futility_z", check_nonnegative(params.futility_z, name="futility_z"))
+
+    first_round: int = 100
+    growth: float = 2.0
+    bound: str = "union"
+    final_share: float = 0.5
+    futility_z: float | None = None
+
+    def check_round_fields(self) -> None:
+        """Validate and normalise the round fields in place (the class is frozen).
+
+        Raises:
+            InvalidParameterError: naming the bad value and the valid range.
+        """
+        set_ = object.__setattr__
+        set_(self, "first_round", check_int(self.first_round, name="first_round", minimum=1))
+        growth = float(self.growth)
+        if not (math.isfinite(growth) and growth > 1.0):
+            raise InvalidParameterError(
+                f"growth = {self.growth!r} is invalid; valid range: finite growth > 1"
+            )
+        set_(self, "growth", growth)
+        set_(self, "bound", check_choice(self.bound, name="bound", choices=SEQUENCE_BOUNDS))
+        share = float(self.final_share)
+        if not (math.isfinite(share) and 0.0 < share < 1.0):
+            raise InvalidParameterError(
+                f"final_share = {self.final_share!r} is invalid; valid range: 0 < final_share < 1"
+            )
+        set_(self, "final_share", share)
+        if self.futility_z is not None:
+            set_(self, "futility_z", check_nonnegative(self.futility_z, name="futility_z"))
 
 
 def round_stages(evidence: Evidence, checkpoints: tuple[int, ...]) -> tuple[StageEvidence, ...]:
@@ -150,14 +171,31 @@ def round_stages(evidence: Evidence, checkpoints: tuple[int, ...]) -> tuple[Stag
     return rounds
 
 
-def require_rounds(evidence: Evidence, checkpoints: tuple[int, ...]) -> tuple[StageEvidence, ...]:
-    """:func:`round_stages`, raising if there is none (a decision needs at least one)."""
-    rounds = round_stages(evidence, checkpoints)
-    if not rounds:
+def require_rounds(rounds_done: int) -> None:
+    """Raise unless at least one round was drawn (a decision needs one)."""
+    if not rounds_done:
         raise InvalidParameterError(
             "evidence has no 'round' stage; valid: the evidence of a sequential run"
         )
-    return rounds
+
+
+def next_round(
+    checkpoints: tuple[int, ...], rounds_done: int, stop_after: Callable[[int], str]
+) -> int | None:
+    """Size of the next round a stopping rule asks for, or None to stop.
+
+    Args:
+        checkpoints: the schedule.
+        rounds_done: rounds drawn so far (0 before the first).
+        stop_after: the stop reason (:data:`STOP_REASONS`) after a number of estimation
+            samples; called with the last checkpoint reached.
+    """
+    if rounds_done == 0:
+        return checkpoints[0]
+    done = checkpoints[rounds_done - 1]
+    if stop_after(done) != "open":
+        return None
+    return checkpoints[rounds_done] - done
 
 
 def with_sequence_alpha(evidence: Evidence, alpha: float) -> Evidence:
@@ -172,10 +210,12 @@ def with_sequence_alpha(evidence: Evidence, alpha: float) -> Evidence:
 
 @register_payload
 @dataclass(frozen=True, kw_only=True)
-class SequentialParams(Payload):
+class SequentialParams(Payload, RoundFields):
     """Parameters of sequential Gaussian certification (``cohen-sequential``).
 
-    Give ``target_radii`` (target mode) or ``tolerance`` (precision mode), not both.
+    Give ``target_radii`` (target mode) or ``tolerance`` (precision mode), not both. The
+    round fields (``first_round``, ``growth``, ``bound``, ``final_share``, ``futility_z``)
+    are those of :class:`RoundFields`.
 
     Attributes:
         sigma: noise standard deviation, > 0, in the units of the input tensor.
@@ -185,18 +225,6 @@ class SequentialParams(Payload):
         target_radii: radii to decide, each >= 0, in input units (sorted, no duplicates).
         tolerance: precision mode: stop when the radius cannot grow by more than this
             (input units, > 0).
-        first_round: estimation samples of the first round, >= 1.
-        growth: each checkpoint is ``ceil(growth x)`` the previous one, > 1.
-        bound: the confidence sequence, one of
-            :data:`~smoothcert.stats.sequential.SEQUENCE_BOUNDS`.
-        final_share: ``"union"``: the share of alpha spent at the last checkpoint, the
-            rest split evenly over the others
-            (:func:`~smoothcert.stats.sequential.union_levels`), in (0, 1).
-        futility_z: None, or give up on a target (or on growing the radius) when even
-            the current success rate plus this many standard errors would not reach it
-            at the budget (:func:`sequence_bounds`); >= 0. Saves samples on inputs near
-            a target, at the price of some certificates fixed n would give; never
-            affects soundness.
     """
 
     kind = "gaussian_sequential"
@@ -206,11 +234,6 @@ class SequentialParams(Payload):
     max_samples: int
     target_radii: tuple[float, ...] = ()
     tolerance: float | None = None
-    first_round: int = 100
-    growth: float = 2.0
-    bound: str = "union"
-    final_share: float = 0.5
-    futility_z: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -236,7 +259,7 @@ class SequentialParams(Payload):
                 "invalid; valid: target radii (target mode) or a tolerance (precision mode), "
                 "exactly one of them"
             )
-        check_round_fields(self)
+        self.check_round_fields()
 
     def forward_samples(self) -> int:
         """Most noisy samples (forward passes) one input can use."""
@@ -454,13 +477,11 @@ def next_round_size(params: SequentialParams, evidence: Evidence) -> int | None:
     the first round).
     """
     top, totals, rounds = _selected(evidence, params)
-    checkpoints = schedule(params)
-    if rounds == 0:
-        return checkpoints[0]
-    done = checkpoints[rounds - 1]
-    if sequential_state(params, int(totals[top]), done).stop != "open":
-        return None
-    return checkpoints[rounds] - done
+    return next_round(
+        schedule(params),
+        rounds,
+        lambda done: sequential_state(params, int(totals[top]), done).stop,
+    )
 
 
 def decide_sequential(evidence: Evidence, params: SequentialParams) -> CertifyResult:
@@ -478,8 +499,8 @@ def decide_sequential(evidence: Evidence, params: SequentialParams) -> CertifyRe
     Raises:
         InvalidParameterError: on evidence that does not fit the parameters.
     """
-    require_rounds(evidence, schedule(params))
     top, totals, rounds = _selected(evidence, params)
+    require_rounds(rounds)
     samples = schedule(params)[rounds - 1]
     state = sequential_state(params, int(totals[top]), samples)
     # target mode certifies only at a target (radius >= r); precision mode any radius > 0

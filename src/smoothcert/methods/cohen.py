@@ -42,7 +42,7 @@ from smoothcert.decisions.cohen import (
 )
 from smoothcert.decisions.sequential import SequentialParams, decide_sequential, next_round_size
 from smoothcert.methods._common import check_image, model_device
-from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw
+from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw, round_rule
 from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.records import CertifyResult, Evidence
 from smoothcert.sampling.device import check_device
@@ -135,7 +135,7 @@ def prepare(
             (PlannedStage("selection", params.n0, 0.0),),
             facts,
             start,
-            next_stage=functools.partial(_next_round, params),
+            next_stage=round_rule(functools.partial(next_round_size, params)),
         )
     if isinstance(params, GaussianPredictParams):
         plan = (PlannedStage("prediction", params.n, params.alpha),)
@@ -145,11 +145,6 @@ def prepare(
             PlannedStage("estimation", params.n, params.alpha),
         )
     return Prepared(sampler, plan, facts, start)
-
-
-def _next_round(params: SequentialParams, evidence: Evidence) -> PlannedStage | None:
-    size = next_round_size(params, evidence)
-    return None if size is None else PlannedStage("round", size, 0.0)
 
 
 def sample(

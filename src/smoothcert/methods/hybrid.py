@@ -82,7 +82,7 @@ from smoothcert.methods._tokens_common import (
     threat_of,
     token_noise,
 )
-from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw
+from smoothcert.methods.sampler import Prepared, Sampler, draw, round_rule
 from smoothcert.methods.threats import ThreatModel
 from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.noise.product import TokenImageNoise
@@ -169,14 +169,13 @@ def prepare(
         # the estimation samples are drawn in rounds, as the stopping rule asks
         plan = tuple(s for s in plan if s.role == "selection")
         return Prepared(
-            sampler, plan, facts, start, next_stage=functools.partial(_next_round, params)
+            sampler,
+            plan,
+            facts,
+            start,
+            next_stage=round_rule(functools.partial(next_round_size, params)),
         )
     return Prepared(sampler, plan, facts, start)
-
-
-def _next_round(params: HybridSequentialParams, evidence: Evidence) -> PlannedStage | None:
-    size = next_round_size(params, evidence)
-    return None if size is None else PlannedStage("round", size, 0.0)
 
 
 def sample(

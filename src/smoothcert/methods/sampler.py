@@ -182,6 +182,21 @@ class Prepared:
         )
 
 
+def round_rule(next_size: Callable[[Evidence], int | None]) -> NextStage:
+    """A sequential method's ``next_stage``: a ``round`` of the size ``next_size`` asks for.
+
+    ``next_size`` is the method's pure rule (e.g.
+    :func:`smoothcert.decisions.sequential.next_round_size` with its parameters bound);
+    None stops the loop.
+    """
+
+    def rule(evidence: Evidence) -> PlannedStage | None:
+        size = next_size(evidence)
+        return None if size is None else PlannedStage("round", size, 0.0)
+
+    return rule
+
+
 def _stage(planned: PlannedStage, counts: Any) -> StageEvidence:
     return StageEvidence(planned.role, n=planned.n, alpha=planned.alpha, counts=tuple(counts))
 

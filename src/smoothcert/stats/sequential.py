@@ -487,13 +487,26 @@ def mixture_upper(
 # --- dispatch --------------------------------------------------------------------------------
 
 
-def _dispatch_checkpoints(bound: str, checkpoints: Sequence[int] | None) -> Sequence[int]:
+def _by_name(
+    union_fn: Any,
+    mixture_fn: Any,
+    successes: Any,
+    n: Any,
+    alpha: float,
+    bound: str,
+    checkpoints: Sequence[int] | None,
+    final_share: float | None,
+) -> Any:
+    """Call the ``union`` or ``mixture`` function of one side, as ``bound`` names."""
+    bound = check_choice(bound, name="bound", choices=SEQUENCE_BOUNDS)
+    if bound == "mixture":
+        return mixture_fn(successes, n, alpha=alpha)
     if checkpoints is None:
         raise InvalidParameterError(
             f"checkpoints = None is invalid for bound = {bound!r}; valid: the schedule "
             "fixed before sampling, e.g. from checkpoint_schedule()"
         )
-    return checkpoints
+    return union_fn(successes, n, alpha=alpha, checkpoints=checkpoints, final_share=final_share)
 
 
 def sequence_lower(
@@ -533,11 +546,9 @@ def sequence_lower(
         ...  for b in SEQUENCE_BOUNDS]
         [0.9018, 0.8756]
     """
-    bound = check_choice(bound, name="bound", choices=SEQUENCE_BOUNDS)
-    if bound == "union":
-        cps = _dispatch_checkpoints(bound, checkpoints)
-        return union_lower(successes, n, alpha=alpha, checkpoints=cps, final_share=final_share)
-    return mixture_lower(successes, n, alpha=alpha)
+    return _by_name(
+        union_lower, mixture_lower, successes, n, alpha, bound, checkpoints, final_share
+    )
 
 
 def sequence_upper(
@@ -573,8 +584,6 @@ def sequence_upper(
         >>> round(float(sequence_upper(10, 200, alpha=0.03, bound="mixture")), 4)
         0.1244
     """
-    bound = check_choice(bound, name="bound", choices=SEQUENCE_BOUNDS)
-    if bound == "union":
-        cps = _dispatch_checkpoints(bound, checkpoints)
-        return union_upper(successes, n, alpha=alpha, checkpoints=cps, final_share=final_share)
-    return mixture_upper(successes, n, alpha=alpha)
+    return _by_name(
+        union_upper, mixture_upper, successes, n, alpha, bound, checkpoints, final_share
+    )
