@@ -48,6 +48,26 @@ def image_model(seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
+def sigma_estimator_model() -> torch.nn.Module:
+    """A 3-way sigma estimator for the 1x4x4 images: routes by brightness (dark -> index 0)."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[-1.0] * 16, [0.0] * 16, [1.0] * 16]))
+        net[1].bias.copy_(torch.tensor([8.0, 0.0, -8.0]))
+    return net.eval()
+
+
+DUAL_SIGMAS = (0.25, 0.5, 1.0)
+
+
+def dual_model() -> torch.nn.Module:
+    """Dual smoothing's bundle for the toy images: the estimator and three linear experts."""
+    from smoothcert.methods.dual import DualSmoothingModel
+
+    experts = [image_model(seed) for seed in (0, 1, 2)]
+    return DualSmoothingModel(sigma_estimator_model(), experts, sigmas=DUAL_SIGMAS).eval()
+
+
 def image_dataset(size: int = 6) -> ImageData:
     rng = np.random.default_rng(1)
     images = rng.uniform(0.0, 1.0, size=(size, 1, 4, 4)).astype(np.float32)
@@ -104,6 +124,14 @@ METHOD_RUNS = {
             "first_round": 30,
         },
     ),
+    "dual": (
+        "dual",
+        {"sigmas": DUAL_SIGMAS, "sigma_estimator": 1.0, "n0": 20, "n": 300, "alpha": 0.02},
+    ),
+    "dual-predict": (
+        "dual",
+        {"sigmas": DUAL_SIGMAS, "sigma_estimator": 1.0, "n": 300, "alpha": 0.02},
+    ),
     "tokens": ("text_image", {"beta": 0.3, "alphabet": VOCAB, "n0": 20, "n": 300, "alpha": 0.01}),
     "hybrid-sequential": (
         "text_image",
@@ -127,9 +155,11 @@ METHOD_RUNS = {
 
 
 def toy_for(kind: str) -> tuple[torch.nn.Module, object]:
-    """The toy model and dataset of a kind (``"image"`` or ``"text_image"``)."""
+    """The toy model and dataset of a kind (``"image"``, ``"dual"`` or ``"text_image"``)."""
     if kind == "image":
         return image_model(), image_dataset()
+    if kind == "dual":
+        return dual_model(), image_dataset()
     return TextImageModel().eval(), text_image_dataset()
 
 

@@ -51,6 +51,9 @@ PURE_MODULES = (
     "smoothcert.decisions.hybrid",
     "smoothcert.decisions.sequential",
     "smoothcert.decisions.hybrid_sequential",
+    "smoothcert.decisions.dual",
+    "smoothcert.certificates.dual",
+    "smoothcert.reports.dual",
     "smoothcert.stats.sequential",
     "smoothcert.stats.combiners",
     "smoothcert.reports.samples",
@@ -73,8 +76,8 @@ def test_pure_layers_import_without_torch() -> None:
         + """
 from smoothcert.methods.registry import get_method, method_names
 assert method_names() == (
-    "cohen", "cohen-predict", "cohen-sequential", "cohen-top2", "hybrid",
-    "hybrid-sequential", "tokens",
+    "cohen", "cohen-predict", "cohen-sequential", "cohen-top2", "dual", "dual-predict",
+    "hybrid", "hybrid-sequential", "tokens",
 )
 for name in method_names():
     get_method(name)

@@ -196,6 +196,9 @@ def _stderr_console() -> Console:
 
 _METHOD_OPTIONS = (
     "sigma",
+    "sigmas",
+    "sigma_estimator",
+    "alpha_split",
     "n0",
     "n",
     "alpha",
@@ -222,6 +225,7 @@ _METHOD_OPTIONS = (
 """Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
 _OPTION_FLAGS = {
+    "sigmas": "--sigmas",
     "num_positions": "--suffix-length",
     "threat_d_max": "--d-max",
     "mask_id": "--mask-id",
@@ -237,6 +241,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "n": 10_000,
     "alpha": 0.001,
     "max_samples": 100_100,
+    "sigmas": (0.25, 0.5, 1.0),
 }
 """Defaults of the sampling parameters when a method takes them and none is given."""
 
@@ -322,6 +327,8 @@ def build_run_config(
         # a sequential method's n is its budget, derived from max_samples
         if key in fields and key not in params and not (key == "n" and "max_samples" in fields):
             params[key] = value
+    if "sigma_estimator" in fields and "sigma_estimator" not in params:
+        params["sigma_estimator"] = max(params["sigmas"])  # the paper's choice
     if "alphabet" in fields and "alphabet" not in params:
         params["alphabet"] = _dataset_attribute(run_fields["dataset"], "vocab_size")
     if "threat" in fields and "threat" not in params:
@@ -437,6 +444,18 @@ def certify(
     target: Annotated[
         int | None,
         typer.Option(help="Safety-filter mode: the class flagged when P(class) >= tau."),
+    ] = None,
+    sigmas: Annotated[
+        list[float] | None,
+        typer.Option(help="Dual: a noise level to choose from (repeat; default 0.25 0.5 1.0)."),
+    ] = None,
+    sigma_estimator: Annotated[
+        float | None,
+        typer.Option(help="Dual: the sigma estimator's noise level (default max of --sigmas)."),
+    ] = None,
+    alpha_split: Annotated[
+        float | None,
+        typer.Option(help="Dual: share of alpha for the sigma estimator (default 0.5)."),
     ] = None,
     threat: Annotated[
         str | None,
@@ -598,6 +617,9 @@ def certify(
             "bound": bound,
             "final_share": final_share,
             "futility_z": futility_z,
+            "sigmas": tuple(sigmas) if sigmas else None,
+            "sigma_estimator": sigma_estimator,
+            "alpha_split": alpha_split,
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()
@@ -725,7 +747,10 @@ def _print_report(
     from smoothcert.reports import (
         claim_heading,
         dr_table,
+        dual_table,
+        gap_table,
         group_by_claim,
+        is_dual,
         is_sequential,
         latex_table,
         load_many,
@@ -733,6 +758,7 @@ def _print_report(
         plot_certified_accuracy,
         plot_dr_heatmap,
         plot_samples_histogram,
+        radius_grid,
         samples_table,
     )
 
@@ -749,7 +775,14 @@ def _print_report(
                 else plot_path.with_name(f"{plot_path.stem}_{group[0].claim}{plot_path.suffix}")
             )
             console.print(f"plot: {plot_certified_accuracy(group, target)}")
-    if any(is_sequential(f) for f in files):
+    duals = [f for f in files if is_dual(f)]
+    if duals:
+        typer.echo("\ndual smoothing: the sigma estimator's routing and what limits the radius:")
+        typer.echo(dual_table(duals))
+        if len(duals) < len(files):
+            typer.echo("\ndual against the best of the other files at each radius:")
+            typer.echo(gap_table(files, radius_grid(files, radii)))
+    if duals or any(is_sequential(f) for f in files):
         typer.echo("\nforward samples (noisy forward passes) per input, selection included:")
         typer.echo(samples_table(files))
         if plot_path is not None:
@@ -786,8 +819,10 @@ def report(
     """Certified accuracy per radius, ACR and abstention rate; one table per claim.
 
     Hybrid files add a certified-accuracy table over (d edited tokens, L2 radius r) and,
-    with --plot, a heatmap PNG next to the plot. With a sequential file, a table of the
-    forward samples per input of every file (and, with --plot, their histogram).
+    with --plot, a heatmap PNG next to the plot. A dual file adds its routing table and,
+    next to single-sigma files, its gap to the best of them at each radius. With a
+    sequential or dual file, a table of the forward samples per input of every file
+    (and, with --plot, their histogram).
     """
     from smoothcert.reports import parse_radii
 

@@ -46,6 +46,12 @@ from smoothcert.decisions.cohen import (
     decide_cohen_top2,
     decide_predict,
 )
+from smoothcert.decisions.dual import (
+    DualParams,
+    DualPredictParams,
+    decide_dual,
+    decide_dual_predict,
+)
 from smoothcert.decisions.hybrid import HybridParams, decide_hybrid
 from smoothcert.decisions.hybrid_sequential import HybridSequentialParams, decide_hybrid_sequential
 from smoothcert.decisions.sequential import SequentialParams, decide_sequential
@@ -77,6 +83,10 @@ class MethodSpec:
         preparer: import path ``"module:function"`` of the torch ``prepare``.
         input_kind: one of :data:`INPUT_KINDS`.
         radius_unit: ``"l2"`` or ``"tokens"``.
+        model_loader: import path ``"module:function"`` of a loader
+            ``load(name, params, *, device) -> model`` for a method whose bundled model
+            is several models (dual smoothing: experts and their sigma estimator); None:
+            ``smoothcert.models.load_model(name, sigma=...)``.
     """
 
     name: str
@@ -86,6 +96,7 @@ class MethodSpec:
     preparer: str
     input_kind: str
     radius_unit: str
+    model_loader: str | None = None
 
     def params(self, values: Mapping[str, Any]) -> Payload:
         """Build and validate the method's parameters from a mapping of field values.
@@ -117,8 +128,11 @@ class MethodSpec:
 
     def load_preparer(self) -> Callable[..., Any]:
         """Import and return the torch ``prepare`` function (imports torch)."""
-        module, _, func = self.preparer.partition(":")
-        return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+        return _import(self.preparer)
+
+    def load_model_loader(self) -> Callable[..., Any] | None:
+        """Import and return the bundled-model loader, or None (see :attr:`model_loader`)."""
+        return None if self.model_loader is None else _import(self.model_loader)
 
     def check_dataset_kind(self, kind: str, *, dataset: str) -> None:
         """Raise unless a dataset of ``kind`` examples fits this method's inputs.
@@ -142,6 +156,11 @@ class MethodSpec:
                 f"parameters of kind {params.kind!r} are invalid for method {self.name!r}; "
                 f"valid: {self.params_type.__name__}"
             )
+
+
+def _import(path: str) -> Callable[..., Any]:
+    module, _, func = path.partition(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
 
 _METHODS: dict[str, MethodSpec] = {}
@@ -257,5 +276,29 @@ register_method(
         preparer="smoothcert.methods.hybrid:prepare",
         input_kind="tokens+image",
         radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="dual",
+        summary="dual smoothing (arXiv 2512.01782): a certified sigma per input, routed to experts",
+        params_type=DualParams,
+        decide=decide_dual,
+        preparer="smoothcert.methods.dual:prepare",
+        input_kind="image",
+        radius_unit="l2",
+        model_loader="smoothcert.methods.dual:load_bundled",
+    )
+)
+register_method(
+    MethodSpec(
+        name="dual-predict",
+        summary="dual smoothing's abstaining prediction (PREDICT at the estimator's sigma)",
+        params_type=DualPredictParams,
+        decide=decide_dual_predict,
+        preparer="smoothcert.methods.dual:prepare",
+        input_kind="image",
+        radius_unit="l2",
+        model_loader="smoothcert.methods.dual:load_bundled",
     )
 )

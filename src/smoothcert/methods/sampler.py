@@ -73,6 +73,9 @@ class Sampler:
             False skips that forward pass when ``num_classes`` is given and the caller has
             already probed the model on an input of the same kind (a dataset run probes
             its first example); the engine still checks every noisy batch's output.
+        generator: an existing generator to continue (a later stage of the same input
+            drawn by another model or kernel: its noise is fresh, after the stream
+            already used); None seeds a new one with ``seed``.
 
     Raises:
         InvalidParameterError: on a model in training mode, a model that rejects the
@@ -90,6 +93,7 @@ class Sampler:
         device: torch.device | None = None,
         autocast_dtype: torch.dtype | None = None,
         probe: bool = True,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.model = model
         self.noise = noise
@@ -106,7 +110,14 @@ class Sampler:
             self.num_classes = probe_num_classes(model, self._clean_batch, num_classes)
         else:
             self.num_classes = num_classes
-        self.generator = make_generator(self.seed, self.device)
+        if generator is not None and generator.device != torch.device(self.device):
+            raise InvalidParameterError(
+                f"generator on {generator.device} is invalid for sampling on {self.device}; "
+                "valid: a generator on the sampling device"
+            )
+        self.generator = (
+            generator if generator is not None else make_generator(self.seed, self.device)
+        )
 
     def _draw(self, num: int) -> tuple[torch.Tensor, ...]:
         out = self.noise.sample(num, generator=self.generator)
@@ -136,11 +147,21 @@ class Sampler:
 
 @dataclass(frozen=True)
 class PlannedStage:
-    """One sampling stage a method will draw: its role, size and the alpha it plans."""
+    """One sampling stage a method will draw.
+
+    Attributes:
+        role: its role (:data:`smoothcert.records.ROLES`).
+        n: its number of samples.
+        alpha: the alpha it plans to spend.
+        source: which sampler draws it: 0 is :attr:`Prepared.sampler`, ``i >= 1`` is
+            ``Prepared.sources[i - 1]`` (another model or noise level of the same input,
+            e.g. dual smoothing's expert at the chosen sigma).
+    """
 
     role: str
     n: int
     alpha: float
+    source: int = 0
 
 
 NextStage = Callable[[Evidence], PlannedStage | None]
@@ -164,6 +185,9 @@ class Prepared:
             planned stages and after each further stage with the evidence so far; it
             returns the next stage to draw (fresh samples, same generator) or None to
             stop. None for a method with a fixed plan.
+        sources: further samplers a stage may draw from (:attr:`PlannedStage.source`);
+            they share :attr:`sampler`'s generator, so every stage draws fresh noise
+            that continues the same stream whichever sampler draws it.
     """
 
     sampler: Sampler
@@ -171,6 +195,26 @@ class Prepared:
     facts: Facts
     started: float
     next_stage: NextStage | None = None
+    sources: tuple[Sampler, ...] = ()
+
+    def __post_init__(self) -> None:
+        for source in self.sources:
+            if source.generator is not self.sampler.generator:
+                raise InvalidParameterError(
+                    "a Prepared's further samplers must share its sampler's generator; "
+                    "valid: Sampler(..., generator=prepared_sampler.generator)"
+                )
+
+    def sampler_for(self, stage: PlannedStage) -> Sampler:
+        """The sampler that draws ``stage`` (its :attr:`PlannedStage.source`)."""
+        if stage.source == 0:
+            return self.sampler
+        if not 1 <= stage.source <= len(self.sources):
+            raise InvalidParameterError(
+                f"stage source = {stage.source} is invalid; valid range: 0 <= source <= "
+                f"{len(self.sources)}"
+            )
+        return self.sources[stage.source - 1]
 
     def evidence(self, stages: Sequence[StageEvidence]) -> Evidence:
         """The evidence of the stages drawn so far (seconds since preparation started)."""
@@ -207,10 +251,10 @@ def draw(prepared: Prepared) -> Evidence:
     The planned stages first; then, for a sequential method, the stages its
     ``next_stage`` rule asks for until it returns None.
     """
-    stages = [_stage(s, prepared.sampler.counts(s.n)) for s in prepared.stages]
+    stages = [_stage(s, prepared.sampler_for(s).counts(s.n)) for s in prepared.stages]
     if prepared.next_stage is not None:
         while (planned := prepared.next_stage(prepared.evidence(stages))) is not None:
-            stages.append(_stage(planned, prepared.sampler.counts(planned.n)))
+            stages.append(_stage(planned, prepared.sampler_for(planned).counts(planned.n)))
     return prepared.evidence(stages)
 
 
@@ -254,7 +298,7 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
             )
     per_input: list[list[StageEvidence]] = [[] for _ in prepared]
     for stage in first.stages:
-        counts = _counts_many(prepared, stage.n, max_batch)
+        counts = _counts_many(prepared, stage, max_batch)
         for i in range(len(prepared)):
             per_input[i].append(_stage(stage, counts[i]))
     active = list(range(len(prepared))) if first.next_stage is not None else []
@@ -268,7 +312,7 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
             if planned is not None:
                 asked.setdefault(planned, []).append(i)
         for planned, members in asked.items():
-            counts = _counts_many([prepared[i] for i in members], planned.n, max_batch)
+            counts = _counts_many([prepared[i] for i in members], planned, max_batch)
             for row, i in enumerate(members):
                 per_input[i].append(_stage(planned, counts[row]))
         active = [i for members in asked.values() for i in members]
@@ -280,16 +324,25 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
     ]
 
 
-def _counts_many(prepared: Sequence[Prepared], n: int, max_batch: int | None) -> Any:
-    """Class counts of ``n`` fresh samples of each input, in shared forward passes."""
+def _counts_many(prepared: Sequence[Prepared], stage: PlannedStage, max_batch: int | None) -> Any:
+    """Class counts of ``stage.n`` fresh samples of each input, in shared forward passes."""
     from smoothcert.sampling.multi import count_classes_many
 
-    s0 = prepared[0].sampler
+    samplers = [p.sampler_for(stage) for p in prepared]
+    s0 = samplers[0]
+    if any(
+        s.model is not s0.model or (s.num_classes, s.device) != (s0.num_classes, s0.device)
+        for s in samplers[1:]
+    ):
+        raise InvalidParameterError(
+            f"inputs that share the forward passes of a {stage.role} stage must share its "
+            "model, number of classes and device; valid: the examples of one run"
+        )
     try:
         return count_classes_many(
             s0.model,
-            [p.sampler._draw for p in prepared],
-            n,
+            [s._draw for s in samplers],
+            stage.n,
             num_classes=s0.num_classes,
             batch_size=s0.batch_size,
             device=s0.device,

@@ -11,6 +11,7 @@ Example:
     (0.4, [1.0, 0.0])
 """
 
+from smoothcert.reports.dual import dual_table, gap_table, is_dual
 from smoothcert.reports.export import TSV_COLUMNS, export_tsv, tsv_text
 from smoothcert.reports.metrics import (
     Summary,
@@ -57,6 +58,9 @@ __all__ = [
     "default_title",
     "dr_grid",
     "dr_table",
+    "dual_table",
+    "gap_table",
+    "is_dual",
     "group_by_claim",
     "is_sequential",
     "plot_dr_heatmap",

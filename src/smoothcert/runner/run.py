@@ -296,6 +296,8 @@ def _check_bundled_names(config: RunConfig, *, need_model: bool, need_dataset: b
             raise InvalidParameterError(
                 f"model = {config.model!r} is invalid; valid values: {', '.join(models)}"
             )
+        if config.spec.model_loader is not None:
+            return  # several models, checked by the method's loader before anything runs
         sigmas = [float(s) for s in available_sigmas(config.model)]
         wanted = config.weights_sigma
         if wanted is None and len(sigmas) != 1:
@@ -474,6 +476,9 @@ class RunJob:
             return model
         from smoothcert.models import available_sigmas, load_model
 
+        loader = self.config.spec.load_model_loader()
+        if loader is not None:
+            return loader(self.config.model, self.config.method_params(), device=self.device)
         sigma = self.config.weights_sigma
         if sigma is None:
             (sigma,) = available_sigmas(self.config.model)

@@ -161,7 +161,10 @@ def prepare_model(
 
     Returns:
         ``model`` itself if both options are False, else a :class:`PreparedModel`
-        (a ``torch.nn.Module``) with the same outputs up to floating-point rounding.
+        (a ``torch.nn.Module``) with the same outputs up to floating-point rounding. A
+        bundle of models with a ``map_parts(fn)`` method
+        (:class:`~smoothcert.methods.dual.DualSmoothingModel`) gets the options on each
+        of its models instead.
 
     Raises:
         InvalidParameterError: if an option is not a bool, if ``model`` is not
@@ -186,6 +189,11 @@ def prepare_model(
         )
     if not (compile or channels_last):
         return model
+    map_parts = getattr(model, "map_parts", None)
+    if map_parts is not None:  # a bundle of models (dual smoothing): prepare each one
+        return map_parts(  # type: ignore[no-any-return]
+            lambda part: prepare_model(part, compile=compile, channels_last=channels_last)
+        )
     if channels_last and not isinstance(model, torch.nn.Module):
         raise InvalidParameterError(
             f"channels_last = True is invalid for a model of type {type(model).__name__}; "
