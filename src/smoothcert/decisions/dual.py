@@ -87,7 +87,7 @@ def check_sigmas(sigmas: Any) -> tuple[float, ...]:
             f"sigmas = {sigmas!r} is invalid; valid: a sequence of >= 2 strictly increasing "
             "noise levels > 0"
         )
-    values = tuple(check_positive(s, name="sigmas[i]") for s in sigmas)
+    values = tuple(check_positive(s, name=f"sigmas[{i}]") for i, s in enumerate(sigmas))
     if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:], strict=False)):
         raise InvalidParameterError(
             f"sigmas = {values!r} is invalid; valid: >= 2 strictly increasing noise levels > 0"
@@ -328,6 +328,25 @@ def _stage_one(evidence: Evidence, params: AnyDualParams) -> tuple[CertifyResult
     return decision, int(np.argmax(sub.stages[0].counts))
 
 
+def _check_order(
+    evidence: Evidence, params: AnyDualParams
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Check the evidence's stages are drawn in order (a prefix of stage 1 then stage 2).
+
+    Returns:
+        The stage-1 roles and all the roles, in order.
+    """
+    one, two, _ = _LAYOUTS[type(params)]
+    order = (*one, *two)
+    drawn = [s.role for s in evidence.stages]
+    if drawn != list(order[: len(drawn)]):
+        raise InvalidParameterError(
+            f"evidence stages {drawn} are invalid for dual smoothing; valid: a prefix of "
+            f"{list(order)}, in that order"
+        )
+    return one, order
+
+
 def dual_next_stage(evidence: Evidence, params: AnyDualParams) -> tuple[str, int, int] | None:
     """The stage to draw after ``evidence``: ``(role, n, sigma_index)``, or None to stop.
 
@@ -349,15 +368,9 @@ def dual_next_stage(evidence: Evidence, params: AnyDualParams) -> tuple[str, int
         >>> dual_next_stage(ev, p)
         ('selection', 10, 0)
     """
-    one, two, _ = _LAYOUTS[type(params)]
-    order = (*one, *two)
+    one, order = _check_order(evidence, params)
     sizes = _stage_sizes(params) * 2
-    drawn = [s.role for s in evidence.stages]
-    if drawn != list(order[: len(drawn)]):
-        raise InvalidParameterError(
-            f"evidence stages {drawn} are invalid for dual smoothing; valid: a prefix of "
-            f"{list(order)}"
-        )
+    drawn = evidence.stages
     if len(drawn) < len(one):
         return order[len(drawn)], sizes[len(drawn)], -1
     if len(drawn) == len(order):
@@ -407,6 +420,7 @@ def decide_dual_predict(evidence: Evidence, params: DualPredictParams) -> Certif
 
 def _decide(evidence: Evidence, params: AnyDualParams, *, method: str, claim: str) -> CertifyResult:
     facts = require_facts(evidence, DualFacts, method=method)
+    _check_order(evidence, params)
     stage_one, j = _stage_one(evidence, params)
     bounded = _LAYOUTS[type(params)]
     spent = with_alpha(

@@ -232,7 +232,7 @@ def prepare(
         )
     except InvalidParameterError as err:
         raise InvalidParameterError(
-            f"the sigma estimator: {err} (valid: one output per sigma, len(sigmas) = {m})"
+            f"the sigma estimator must have one output per sigma (len(sigmas) = {m}): {err}"
         ) from err
     probed: dict[int, int] = {}
     sources = []
