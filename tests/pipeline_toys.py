@@ -132,6 +132,22 @@ METHOD_RUNS = {
         "dual",
         {"sigmas": DUAL_SIGMAS, "sigma_estimator": 1.0, "n": 300, "alpha": 0.02},
     ),
+    "soft": (
+        "image",
+        {
+            "sigma": 0.5,
+            "n0": 20,
+            "n": 300,
+            "alpha": 0.01,
+            "score_map": "softmax",
+            "temperature": 2.0,
+            "score_bound": "bernstein",
+        },
+    ),
+    "soft-top2": (
+        "image",
+        {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01, "score_map": "sparsemax"},
+    ),
     "tokens": ("text_image", {"beta": 0.3, "alphabet": VOCAB, "n0": 20, "n": 300, "alpha": 0.01}),
     "hybrid-sequential": (
         "text_image",

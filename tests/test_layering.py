@@ -52,6 +52,7 @@ PURE_MODULES = (
     "smoothcert.decisions.sequential",
     "smoothcert.decisions.hybrid_sequential",
     "smoothcert.decisions.dual",
+    "smoothcert.decisions.soft",
     "smoothcert.certificates.dual",
     "smoothcert.reports.dual",
     "smoothcert.stats.sequential",
@@ -77,7 +78,7 @@ def test_pure_layers_import_without_torch() -> None:
 from smoothcert.methods.registry import get_method, method_names
 assert method_names() == (
     "cohen", "cohen-predict", "cohen-sequential", "cohen-top2", "dual", "dual-predict",
-    "hybrid", "hybrid-sequential", "tokens",
+    "hybrid", "hybrid-sequential", "soft", "soft-top2", "tokens",
 )
 for name in method_names():
     get_method(name)

@@ -221,6 +221,9 @@ _METHOD_OPTIONS = (
     "targets",
     "final_share",
     "futility_z",
+    "score_map",
+    "temperature",
+    "score_bound",
 )
 """Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
@@ -414,7 +417,7 @@ def certify(
     split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
     sigma: Annotated[
         float | None,
-        typer.Option(help="Gaussian noise std (input units) (cohen*, hybrid; default 0.25)."),
+        typer.Option(help="Gaussian noise std (input units) (cohen*, soft, hybrid; default 0.25)."),
     ] = None,
     n0: Annotated[
         int | None, typer.Option("--n0", help="Selection samples per example (default 100).")
@@ -501,6 +504,18 @@ def certify(
     futility_z: Annotated[
         float | None,
         typer.Option(help="Sequential: give up on targets out of reach at rate + z s.e."),
+    ] = None,
+    score_map: Annotated[
+        str | None,
+        typer.Option(help="Soft: score of the logits: hardmax, softmax or sparsemax (softmax)."),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="Soft: temperature t > 0, the map is applied to t * logits (1)."),
+    ] = None,
+    score_bound: Annotated[
+        str | None,
+        typer.Option(help="Soft: bound on the mean score: hoeffding or bernstein (bernstein)."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
     examples_per_batch: Annotated[
@@ -620,6 +635,9 @@ def certify(
             "sigmas": tuple(sigmas) if sigmas else None,
             "sigma_estimator": sigma_estimator,
             "alpha_split": alpha_split,
+            "score_map": score_map,
+            "temperature": temperature,
+            "score_bound": score_bound,
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()

@@ -55,6 +55,7 @@ from smoothcert.decisions.dual import (
 from smoothcert.decisions.hybrid import HybridParams, decide_hybrid
 from smoothcert.decisions.hybrid_sequential import HybridSequentialParams, decide_hybrid_sequential
 from smoothcert.decisions.sequential import SequentialParams, decide_sequential
+from smoothcert.decisions.soft import SoftParams, decide_soft, decide_soft_top2
 from smoothcert.decisions.tokens import TokenParams, decide_tokens
 from smoothcert.errors import InvalidParameterError
 from smoothcert.records import CertifyResult, Evidence, Payload
@@ -300,5 +301,27 @@ register_method(
         input_kind="image",
         radius_unit="l2",
         model_loader="smoothcert.methods.dual:load_bundled",
+    )
+)
+register_method(
+    MethodSpec(
+        name="soft",
+        summary="soft-score Gaussian smoothing: bound the mean softmax/sparsemax/vote score",
+        params_type=SoftParams,
+        decide=decide_soft,
+        preparer="smoothcert.methods.soft:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="soft-top2",
+        summary="soft-score top-two certificate: runner-up's mean score bounded (alpha split)",
+        params_type=SoftParams,
+        decide=decide_soft_top2,
+        preparer="smoothcert.methods.soft:prepare",
+        input_kind="image",
+        radius_unit="l2",
     )
 )

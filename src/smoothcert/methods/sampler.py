@@ -39,6 +39,7 @@ from smoothcert.methods._common import (
 )
 from smoothcert.records import Evidence, Facts, StageEvidence
 from smoothcert.sampling.engine import count_classes, make_generator
+from smoothcert.sampling.scores import ScoreTotals, score_classes
 
 Counts = np.ndarray[Any, np.dtype[np.int64]]
 
@@ -144,6 +145,42 @@ class Sampler:
         except IndexError as err:
             raise model_rejected_input(err, self._clean_batch, when="on a noisy sample") from err
 
+    def scores(self, num: int, score_map: str, temperature: float = 1.0) -> ScoreTotals:
+        """Class counts and per-class score sums of ``num`` fresh noisy samples.
+
+        The same generator stream as :meth:`counts` (the same counts for the same draws);
+        the scores are ``score_map`` (``hardmax``, ``softmax``, ``sparsemax``) of
+        ``temperature * logits``, summed on the device
+        (:func:`smoothcert.sampling.scores.score_classes`).
+
+        Returns:
+            :class:`~smoothcert.sampling.scores.ScoreTotals` (counts, sums, sq_sums).
+
+        Raises:
+            InvalidParameterError: as :meth:`counts`, or on a bad map or temperature.
+        """
+        try:
+            return score_classes(
+                self.model,
+                self._draw,
+                num,
+                num_classes=self.num_classes,
+                batch_size=self.batch_size,
+                device=self.device,
+                score_map=score_map,
+                temperature=temperature,
+                autocast_dtype=self.autocast_dtype,
+            )
+        except IndexError as err:
+            raise model_rejected_input(err, self._clean_batch, when="on a noisy sample") from err
+
+    def measure(self, stage: PlannedStage) -> StageEvidence:
+        """Draw ``stage`` with this sampler: its counts, and score sums if it asks for them."""
+        if stage.scores is None:
+            return _stage(stage, self.counts(stage.n))
+        totals = self.scores(stage.n, *stage.scores)
+        return _stage(stage, totals.counts, totals.sums, totals.sq_sums)
+
 
 @dataclass(frozen=True)
 class PlannedStage:
@@ -156,12 +193,16 @@ class PlannedStage:
         source: which sampler draws it: 0 is :attr:`Prepared.sampler`, ``i >= 1`` is
             ``Prepared.sources[i - 1]`` (another model or noise level of the same input,
             e.g. dual smoothing's expert at the chosen sigma).
+        scores: None for class counts only; ``(score_map, temperature)`` to record also
+            per-class score sums and sums of squares
+            (:func:`smoothcert.sampling.scores.score_classes`).
     """
 
     role: str
     n: int
     alpha: float
     source: int = 0
+    scores: tuple[str, float] | None = None
 
 
 NextStage = Callable[[Evidence], PlannedStage | None]
@@ -241,8 +282,17 @@ def round_rule(next_size: Callable[[Evidence], int | None]) -> NextStage:
     return rule
 
 
-def _stage(planned: PlannedStage, counts: Any) -> StageEvidence:
-    return StageEvidence(planned.role, n=planned.n, alpha=planned.alpha, counts=tuple(counts))
+def _stage(
+    planned: PlannedStage, counts: Any, sums: Any = None, sq_sums: Any = None
+) -> StageEvidence:
+    return StageEvidence(
+        planned.role,
+        n=planned.n,
+        alpha=planned.alpha,
+        counts=tuple(counts),
+        score_sums=None if sums is None else tuple(float(v) for v in sums),
+        score_sq_sums=None if sq_sums is None else tuple(float(v) for v in sq_sums),
+    )
 
 
 def draw(prepared: Prepared) -> Evidence:
@@ -251,10 +301,10 @@ def draw(prepared: Prepared) -> Evidence:
     The planned stages first; then, for a sequential method, the stages its
     ``next_stage`` rule asks for until it returns None.
     """
-    stages = [_stage(s, prepared.sampler_for(s).counts(s.n)) for s in prepared.stages]
+    stages = [prepared.sampler_for(s).measure(s) for s in prepared.stages]
     if prepared.next_stage is not None:
         while (planned := prepared.next_stage(prepared.evidence(stages))) is not None:
-            stages.append(_stage(planned, prepared.sampler_for(planned).counts(planned.n)))
+            stages.append(prepared.sampler_for(planned).measure(planned))
     return prepared.evidence(stages)
 
 
@@ -298,9 +348,8 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
             )
     per_input: list[list[StageEvidence]] = [[] for _ in prepared]
     for stage in first.stages:
-        counts = _counts_many(prepared, stage, max_batch)
-        for i in range(len(prepared)):
-            per_input[i].append(_stage(stage, counts[i]))
+        for i, measured in enumerate(_measure_many(prepared, stage, max_batch)):
+            per_input[i].append(measured)
     active = list(range(len(prepared))) if first.next_stage is not None else []
     while active:
         # every input asks its own rule; inputs that ask for the same stage share passes
@@ -312,9 +361,9 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
             if planned is not None:
                 asked.setdefault(planned, []).append(i)
         for planned, members in asked.items():
-            counts = _counts_many([prepared[i] for i in members], planned, max_batch)
+            measured = _measure_many([prepared[i] for i in members], planned, max_batch)
             for row, i in enumerate(members):
-                per_input[i].append(_stage(planned, counts[row]))
+                per_input[i].append(measured[row])
         active = [i for members in asked.values() for i in members]
     started = min(p.started for p in prepared)
     share = (time.perf_counter() - started) / len(prepared)
@@ -324,9 +373,26 @@ def draw_many(prepared: Sequence[Prepared], *, max_batch: int | None = None) -> 
     ]
 
 
+def _measure_many(
+    prepared: Sequence[Prepared], stage: PlannedStage, max_batch: int | None
+) -> list[StageEvidence]:
+    """The stage evidence of ``stage.n`` fresh samples of each input, in shared passes."""
+    if stage.scores is None:
+        return [_stage(stage, row) for row in _counts_many(prepared, stage, max_batch)]
+    totals = _counts_many(prepared, stage, max_batch)
+    return [
+        _stage(stage, totals.counts[i], totals.sums[i], totals.sq_sums[i])
+        for i in range(len(prepared))
+    ]
+
+
 def _counts_many(prepared: Sequence[Prepared], stage: PlannedStage, max_batch: int | None) -> Any:
-    """Class counts of ``stage.n`` fresh samples of each input, in shared forward passes."""
+    """Class counts of ``stage.n`` fresh samples of each input, in shared forward passes.
+
+    For a stage with ``scores``: their :class:`~smoothcert.sampling.scores.ScoreTotals`.
+    """
     from smoothcert.sampling.multi import count_classes_many
+    from smoothcert.sampling.scores import score_classes_many
 
     samplers = [p.sampler_for(stage) for p in prepared]
     s0 = samplers[0]
@@ -339,6 +405,19 @@ def _counts_many(prepared: Sequence[Prepared], stage: PlannedStage, max_batch: i
             "model, number of classes and device; valid: the examples of one run"
         )
     try:
+        if stage.scores is not None:
+            return score_classes_many(
+                s0.model,
+                [s._draw for s in samplers],
+                stage.n,
+                num_classes=s0.num_classes,
+                batch_size=s0.batch_size,
+                device=s0.device,
+                score_map=stage.scores[0],
+                temperature=stage.scores[1],
+                autocast_dtype=s0.autocast_dtype,
+                max_batch=max_batch,
+            )
         return count_classes_many(
             s0.model,
             [s._draw for s in samplers],

@@ -83,6 +83,35 @@ def count_classes(
             ``(batch, num_classes)``, if any row of scores holds NaN or Inf (argmax
             would silently turn it into a vote), or on bad counts.
     """
+    return _count_classes(
+        model,
+        sampler,
+        num_samples,
+        num_classes=num_classes,
+        batch_size=batch_size,
+        device=device,
+        autocast_dtype=autocast_dtype,
+    )
+
+
+ScoreHook = Callable[[torch.Tensor, int], None]
+"""``hook(scores, b)``: called in the sampling loop with each batch's ``(k * b, num_classes)``
+model output (``k = 1`` in :func:`count_classes`), after the class counts are added; used by
+:mod:`smoothcert.sampling.scores` to accumulate score sums in the same loop."""
+
+
+def _count_classes(
+    model: Callable[..., torch.Tensor],
+    sampler: Sampler,
+    num_samples: int,
+    *,
+    num_classes: int,
+    batch_size: int,
+    device: torch.device | str,
+    autocast_dtype: torch.dtype | None = None,
+    on_scores: ScoreHook | None = None,
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """:func:`count_classes`, calling ``on_scores(scores, b)`` on every batch if given."""
     num_samples = check_int(num_samples, name="num_samples", minimum=1)
     num_classes = check_int(num_classes, name="num_classes", minimum=2)
     batch_size = check_int(batch_size, name="batch_size", minimum=1)
@@ -105,6 +134,8 @@ def count_classes(
                 )
             counts.index_add_(0, scores.argmax(dim=1), ones[:b])
             non_finite += (~torch.isfinite(scores)).any(dim=1).sum()
+            if on_scores is not None:
+                on_scores(scores, b)
             remaining -= b
     bad_rows = int(non_finite)
     if bad_rows:

@@ -48,7 +48,12 @@ import torch
 from smoothcert._validation import check_int
 from smoothcert.errors import InvalidParameterError
 from smoothcert.sampling.device import check_device
-from smoothcert.sampling.engine import Sampler, autocast_context, check_autocast_dtype
+from smoothcert.sampling.engine import (
+    Sampler,
+    ScoreHook,
+    autocast_context,
+    check_autocast_dtype,
+)
 
 Counts2D = np.ndarray[Any, np.dtype[np.int64]]
 
@@ -200,8 +205,13 @@ def _count_group(
     batch_size: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None,
+    on_scores: ScoreHook | None = None,
 ) -> Counts2D:
-    """Counts of one group of inputs that share every forward pass (see above)."""
+    """Counts of one group of inputs that share every forward pass (see above).
+
+    ``on_scores(scores, b)``, if given, is called with each ``(k * b, num_classes)`` output
+    (input ``i`` at rows ``i*b .. (i+1)*b - 1``) after the counts are added.
+    """
     k = len(samplers)
     rows = k * min(batch_size, num_samples)
     counts = torch.zeros(k * num_classes, dtype=torch.int64, device=device)
@@ -254,6 +264,8 @@ def _count_group(
             index = (scores.argmax(dim=1).view(k, b) + offsets).view(-1)
             counts.index_add_(0, index, ones[: k * b])
             non_finite += (~torch.isfinite(scores)).any(dim=1).view(k, b).sum(dim=1)
+            if on_scores is not None:
+                on_scores(scores, b)
             remaining -= b
     bad = non_finite.cpu().numpy()
     if bad.any():
