@@ -148,6 +148,22 @@ METHOD_RUNS = {
         "image",
         {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01, "score_map": "sparsemax"},
     ),
+    "cohen-combined": (
+        "image",
+        {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01, "bound": "bernstein", "combiner": "cpm"},
+    ),
+    "soft-combined": (
+        "image",
+        {
+            "sigma": 0.5,
+            "n0": 20,
+            "n": 300,
+            "alpha": 0.01,
+            "score_map": "softmax",
+            "bound": "hoeffding",
+            "combiner": "bonferroni",
+        },
+    ),
     "tokens": ("text_image", {"beta": 0.3, "alphabet": VOCAB, "n0": 20, "n": 300, "alpha": 0.01}),
     "hybrid-sequential": (
         "text_image",

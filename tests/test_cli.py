@@ -150,7 +150,10 @@ def test_export_tsv(tmp_path: Path, files: tuple[Path, Path]) -> None:
         (["--device", "gpu"], ["device = 'gpu'"]),
         (["--radii", "0,a"], ["radius = 'a'"]),
         (["--num-examples", "x"], ["--num-examples", "'x'"]),
-        (["--method", "lipschitz"], ["method = 'lipschitz'", "cohen, cohen-predict"]),
+        (
+            ["--method", "lipschitz"],
+            ["method = 'lipschitz'", "cohen, cohen-combined, cohen-predict"],
+        ),
         (["--method", "cohen_top2"], ["method = 'cohen_top2'", "cohen-top2"]),
         (["--beta", "0.1"], ["--beta is not an option of method 'cohen'", "--sigma"]),
         (["--tau", "0.3"], ["--tau is not an option of method 'cohen'"]),
@@ -280,6 +283,6 @@ def test_certify_small_run_writes_results_table_and_png(
         r["evidence"]["stages"][1]["counts"] for r in loaded.records
     ]
     assert_one_line_error(
-        invoke("recertify", str(out), "--output", str(top2), "--bound", "hoeffding"),
-        "bound = 'hoeffding'",
+        invoke("recertify", str(out), "--output", str(top2), "--bound", "betting"),
+        "bound = 'betting'",
     )

@@ -98,7 +98,9 @@ def test_recertify_rejects_bad_requests_before_writing(tmp_path) -> None:
     out = tmp_path / "out.jsonl"
     with pytest.raises(InvalidParameterError, match="cannot re-certify 'tokens'"):
         recertify(path, out, method="cohen")
-    with pytest.raises(InvalidParameterError, match="bound = 'hoeffding' is invalid"):
+    with pytest.raises(InvalidParameterError, match="bound = 'gauss' is invalid"):
+        recertify(path, out, bound="gauss")
+    with pytest.raises(InvalidParameterError, match="bound/combiner cannot re-certify 'tokens'"):
         recertify(path, out, bound="hoeffding")
     with pytest.raises(InvalidParameterError, match="alpha = 1.5 is invalid"):
         recertify(path, out, alpha=1.5)

@@ -224,6 +224,7 @@ _METHOD_OPTIONS = (
     "score_map",
     "temperature",
     "score_bound",
+    "combiner",
 )
 """Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
@@ -495,7 +496,10 @@ def certify(
     ] = None,
     bound: Annotated[
         str | None,
-        typer.Option(help="Sequential confidence sequence: union or mixture (default union)."),
+        typer.Option(
+            help="Sequential confidence sequence: union or mixture (default union); "
+            "cohen-combined: cp, hoeffding or bernstein; soft-combined: hoeffding or bernstein."
+        ),
     ] = None,
     final_share: Annotated[
         float | None,
@@ -516,6 +520,13 @@ def certify(
     score_bound: Annotated[
         str | None,
         typer.Option(help="Soft: bound on the mean score: hoeffding or bernstein (bernstein)."),
+    ] = None,
+    combiner: Annotated[
+        str | None,
+        typer.Option(
+            help="cohen-combined/soft-combined: multi-class combiner: mono, top2, cpm or "
+            "bonferroni (top2)."
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
     examples_per_batch: Annotated[
@@ -638,6 +649,7 @@ def certify(
             "score_map": score_map,
             "temperature": temperature,
             "score_bound": score_bound,
+            "combiner": combiner,
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()
@@ -866,20 +878,38 @@ def recertify(
     ] = False,
     alpha: Annotated[float | None, typer.Option(help="New failure probability.")] = None,
     bound: Annotated[
-        str, typer.Option(help="Confidence bound for class counts: clopper-pearson.")
-    ] = "clopper-pearson",
+        str | None,
+        typer.Option(
+            help="Re-decide with this bound: cp (votes only), hoeffding or bernstein "
+            "(betting needs the sample sequence, which files do not keep). Default: the file's."
+        ),
+    ] = None,
+    combiner: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-decide with this combiner: mono, top2, cpm or bonferroni. Default: the file's."
+        ),
+    ] = None,
 ) -> None:
     """Recompute certificates from the saved evidence (no model, no sampling)."""
     from smoothcert.results.recertify import recertify as run_recertify
 
     with _user_errors():
-        if top2:
+        if top2 and (bound is not None or combiner is not None):
+            if combiner not in (None, "top2"):
+                raise InvalidParameterError(
+                    f"--top2 with --combiner {combiner} is invalid; valid: one of them"
+                )
+            combiner = "top2"
+        elif top2:
             if method not in (None, "cohen-top2"):
                 raise InvalidParameterError(
                     f"--top2 with --method {method} is invalid; valid: one of them"
                 )
             method = "cohen-top2"
-        written = run_recertify(results, output, method=method, alpha=alpha, bound=bound)
+        written = run_recertify(
+            results, output, method=method, alpha=alpha, bound=bound, combiner=combiner
+        )
         _print_report(
             [written], None, labels=None, latex=False, plot_path=None, console=_stderr_console()
         )

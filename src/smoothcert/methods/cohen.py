@@ -40,6 +40,7 @@ from smoothcert.decisions.cohen import (
     decide_cohen_top2,
     decide_predict,
 )
+from smoothcert.decisions.combined import CombinedParams
 from smoothcert.decisions.sequential import SequentialParams, decide_sequential, next_round_size
 from smoothcert.methods._common import check_image, model_device
 from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw, round_rule
@@ -78,7 +79,7 @@ def _sampler(
 def prepare(
     model: Callable[..., torch.Tensor],
     inputs: tuple[Any, ...],
-    params: GaussianParams | GaussianPredictParams | SequentialParams,
+    params: GaussianParams | GaussianPredictParams | SequentialParams | CombinedParams,
     *,
     seed: int,
     batch_size: int = 1000,

@@ -46,6 +46,12 @@ from smoothcert.decisions.cohen import (
     decide_cohen_top2,
     decide_predict,
 )
+from smoothcert.decisions.combined import (
+    CombinedParams,
+    SoftCombinedParams,
+    decide_cohen_combined,
+    decide_soft_combined,
+)
 from smoothcert.decisions.dual import (
     DualParams,
     DualPredictParams,
@@ -320,6 +326,28 @@ register_method(
         summary="soft-score top-two certificate: runner-up's mean score bounded (alpha split)",
         params_type=SoftParams,
         decide=decide_soft_top2,
+        preparer="smoothcert.methods.soft:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="cohen-combined",
+        summary="Gaussian votes with a chosen bound (cp/hoeffding/bernstein) and combiner",
+        params_type=CombinedParams,
+        decide=decide_cohen_combined,
+        preparer="smoothcert.methods.cohen:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="soft-combined",
+        summary="soft scores with a chosen bound (hoeffding/bernstein) and combiner",
+        params_type=SoftCombinedParams,
+        decide=decide_soft_combined,
         preparer="smoothcert.methods.soft:prepare",
         input_kind="image",
         radius_unit="l2",

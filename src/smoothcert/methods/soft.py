@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from smoothcert.decisions.cohen import GaussianFacts
+from smoothcert.decisions.combined import SoftCombinedParams
 from smoothcert.decisions.soft import SoftParams, decide_soft, decide_soft_top2
 from smoothcert.methods.cohen import _sampler
 from smoothcert.methods.sampler import PlannedStage, Prepared, draw
@@ -40,7 +41,7 @@ from smoothcert.records import CertifyResult, Evidence
 def prepare(
     model: Callable[..., torch.Tensor],
     inputs: tuple[Any, ...],
-    params: SoftParams,
+    params: SoftParams | SoftCombinedParams,
     *,
     seed: int,
     batch_size: int = 1000,
@@ -56,7 +57,8 @@ def prepare(
         model: ``torch.nn.Module`` in eval mode (or any callable) mapping a batch
             ``(B, *x.shape)`` to logits ``(B, num_classes)``.
         inputs: ``(x,)``: one input, no batch axis, finite floating-point tensor.
-        params: the :class:`~smoothcert.decisions.soft.SoftParams` (validated when built).
+        params: the :class:`~smoothcert.decisions.soft.SoftParams` (validated when built),
+            or :class:`~smoothcert.decisions.combined.SoftCombinedParams` (same stages).
         seed: seed of the ``torch.Generator`` on the sampling device (recorded).
         batch_size: samples per forward pass, >= 1.
         num_classes: expected output columns; inferred from the model if None.
@@ -75,12 +77,12 @@ def prepare(
         InvalidParameterError: on any bad argument, before sampling.
     """
     start = time.perf_counter()
-    if not isinstance(params, SoftParams):
+    if not isinstance(params, (SoftParams, SoftCombinedParams)):
         from smoothcert.errors import InvalidParameterError
 
         raise InvalidParameterError(
             f"parameters of type {type(params).__name__} are invalid for method 'soft'; "
-            "valid: SoftParams"
+            "valid: SoftParams or SoftCombinedParams"
         )
     (x,) = inputs
     sampler = _sampler(

@@ -45,8 +45,66 @@ from smoothcert.methods.registry import get_method
 from smoothcert.results.records import record_line, result_of, upgrade_v1_record, validate_record
 from smoothcert.results.store import ResultContents, ResultStore, read_results
 
-BOUNDS = ("clopper-pearson",)
-"""Confidence bounds for class counts that re-certification can use."""
+BOUNDS: tuple[str, ...] = ("cp", "hoeffding", "bernstein")
+"""Confidence bounds re-certification can use (``--bound``); ``betting`` is refused
+(it needs the ordered sample sequence, the evidence holds sums only)."""
+
+COMBINED_METHODS: dict[str, str] = {
+    "cohen": "cohen-combined",
+    "cohen-top2": "cohen-combined",
+    "cohen-combined": "cohen-combined",
+    "soft": "soft-combined",
+    "soft-top2": "soft-combined",
+    "soft-combined": "soft-combined",
+}
+"""The method a file's records are re-decided with when a bound or combiner is named."""
+
+
+def _source_settings(method: str, params: dict[str, Any]) -> tuple[str, str]:
+    """The (bound, combiner) a file of ``method`` with ``params`` certified with."""
+    if method in ("cohen-combined", "soft-combined"):
+        return str(params["bound"]), str(params["combiner"])
+    bound = "cp" if method.startswith("cohen") else str(params.get("score_bound", "bernstein"))
+    return bound, "top2" if method.endswith("top2") else "mono"
+
+
+def _combined_params(
+    source: str, params: dict[str, Any], *, bound: str, combiner: str
+) -> dict[str, Any]:
+    """The combined method's parameter dict from the source's (the sampling kept)."""
+    keep = ["sigma", "n0", "n", "alpha"]
+    if source.startswith("soft"):
+        keep += ["score_map", "temperature"]
+    out = {k: params[k] for k in keep if k in params}
+    out.update(bound=bound, combiner=combiner)
+    return out
+
+
+def _check_names(bound: str | None, combiner: str | None, source: str) -> None:
+    """Reject a bad bound or combiner name for files of ``source`` (before writing)."""
+    from smoothcert.decisions.combined import BETTING_NOTE, SOFT_COMBINED_BOUNDS
+    from smoothcert.stats.combiners import COMBINERS
+
+    if combiner is not None and combiner not in COMBINERS:
+        raise InvalidParameterError(
+            f"combiner = {combiner!r} is invalid; valid values: {', '.join(COMBINERS)}"
+        )
+    if bound is None:
+        return
+    if bound == "betting":
+        raise InvalidParameterError(
+            f"bound = 'betting' is invalid for re-certification: {BETTING_NOTE}; valid "
+            f"values: {', '.join(BOUNDS)} (betting needs a new run)"
+        )
+    if bound not in BOUNDS:
+        raise InvalidParameterError(
+            f"bound = {bound!r} is invalid; valid values: {', '.join(BOUNDS)}"
+        )
+    if COMBINED_METHODS.get(source) == "soft-combined" and bound not in SOFT_COMBINED_BOUNDS:
+        raise InvalidParameterError(
+            f"bound = {bound!r} is invalid for a {source!r} file (mean scores, not Bernoulli "
+            f"votes); valid values: {', '.join(SOFT_COMBINED_BOUNDS)}"
+        )
 
 
 def _v2_config(header: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +189,8 @@ def recertify(
     *,
     method: str | None = None,
     alpha: float | None = None,
-    bound: str = "clopper-pearson",
+    bound: str | None = None,
+    combiner: str | None = None,
 ) -> Path:
     """Recompute every record's certificate from its evidence and write a new result file.
 
@@ -139,9 +198,19 @@ def recertify(
         path: a result file (format version 1 or 2).
         output: the new result file (resumed if it holds the same configuration).
         method: the method to decide with (default: each record's own); must take the
-            same parameters and stages (``cohen`` <-> ``cohen-top2``).
-        alpha: the new failure probability (default: the original).
-        bound: the confidence bound for class counts; one of :data:`BOUNDS`.
+            same parameters and stages (``cohen`` <-> ``cohen-top2``, ``soft`` <->
+            ``soft-top2``), or be the combined method of the file (below).
+        alpha: the new failure probability of the whole certificate (default: the
+            original).
+        bound: re-decide with this confidence bound, one of :data:`BOUNDS` (``cp`` only
+            for hard votes). With ``bound`` or ``combiner`` the records are re-decided by
+            ``cohen-combined`` (files of ``cohen``, ``cohen-top2``, ``cohen-combined``) or
+            ``soft-combined`` (files of ``soft``, ``soft-top2``, ``soft-combined``), and
+            the one not named keeps the file's own setting (``cohen``: ``cp``/``mono``;
+            ``cohen-top2``: ``cp``/``top2``; ``soft``: its ``score_bound``/``mono``).
+            The class and CPM's buckets come from the selection stage only.
+        combiner: re-decide with this multi-class combiner, one of
+            :data:`~smoothcert.stats.combiners.COMBINERS`.
 
     Returns:
         The output path.
@@ -154,10 +223,7 @@ def recertify(
     """
     from smoothcert.runner.config import HASHED_FIELDS, RunConfig
 
-    if bound not in BOUNDS:
-        raise InvalidParameterError(
-            f"bound = {bound!r} is invalid; valid values: {', '.join(BOUNDS)}"
-        )
+    _check_names(bound, combiner, "")
     if Path(output).resolve() == Path(path).resolve():
         raise InvalidParameterError(
             f"output = {str(output)!r} is the input file; valid: another file"
@@ -165,13 +231,35 @@ def recertify(
     header, records = load_records(path)
     config_dict = _v2_config(header)
     old_spec = get_method(config_dict["method"])
+    params_dict = dict(config_dict["params"])
+    if (
+        bound is not None
+        or combiner is not None
+        or (method is not None and method == COMBINED_METHODS.get(old_spec.name))
+    ):
+        target = COMBINED_METHODS.get(old_spec.name)
+        if target is None:
+            raise InvalidParameterError(
+                f"bound/combiner cannot re-certify {old_spec.name!r} results; valid: files of "
+                f"{', '.join(sorted(COMBINED_METHODS))}"
+            )
+        _check_names(bound, combiner, old_spec.name)
+        if method is not None and method != target:
+            raise InvalidParameterError(
+                f"method = {method!r} with bound/combiner is invalid for {old_spec.name!r} "
+                f"results; valid: {target!r} (or no method)"
+            )
+        own_bound, own_combiner = _source_settings(old_spec.name, params_dict)
+        bound = own_bound if bound is None else bound
+        combiner = own_combiner if combiner is None else combiner
+        params_dict = _combined_params(old_spec.name, params_dict, bound=bound, combiner=combiner)
+        method = target
     spec = get_method(method) if method is not None else old_spec
-    if spec.params_type is not old_spec.params_type:
+    if spec.params_type is not old_spec.params_type and bound is None:
         raise InvalidParameterError(
             f"method = {spec.name!r} cannot re-certify {old_spec.name!r} results (other "
             f"parameters and stages); valid: a method with {old_spec.params_type.__name__}"
         )
-    params_dict = dict(config_dict["params"])
     if alpha is not None:
         params_dict["alpha"] = alpha
     config = RunConfig.from_dict({**config_dict, "method": spec.name, "params": params_dict})
@@ -185,7 +273,10 @@ def recertify(
         "path": str(path),
         "config_hash": header.get("config_hash"),
         "format_version": header.get("format_version"),
+        "method": old_spec.name,
     }
+    if bound is not None:
+        extra["recertified_from"].update(bound=bound, combiner=combiner)
     with ResultStore.open(
         output,
         config=config.to_dict(),
@@ -212,6 +303,8 @@ def recertify(
             }
             if alpha is not None:
                 kept["alpha"] = new_params.alpha  # type: ignore[attr-defined]
+            if bound is not None and combiner is not None:
+                kept = _combined_params(result.method, kept, bound=bound, combiner=combiner)
             params = spec.params_type(**kept)
             if params != new_params:
                 raise ResultStoreError(
