@@ -13,7 +13,7 @@ with ``smoothcert train [--model listing_filter]``
 Example:
     >>> from smoothcert.models import available_sigmas, list_models, load_model
     >>> list_models(), available_sigmas("digits_cnn")
-    (['digits_cnn', 'fmnist_cnn', 'listing_filter'], (0.25, 0.5, 1.0))
+    (['digits_cnn', 'fmnist_cnn', 'fmnist_sigma_estimator', 'listing_filter'], (0.25, 0.5, 1.0))
     >>> load_model("listing_filter", sigma=0.25).beta
     0.7
     >>> load_model("digits_cnn", sigma=1.0).training

@@ -4,8 +4,11 @@ Every bundled model takes pixels in [0, 1] (the units the Gaussian noise of the
 certificate is added in) and does any normalisation inside its ``forward``, so a sigma
 is always in [0, 1]-pixel units.
 
-``digits_cnn`` and ``fmnist_cnn`` are image classifiers (``model(images)``); ``listing_filter`` is a
-text+image fusion model for the ``"listings"`` dataset (``model(tokens, images)``).
+``digits_cnn`` and ``fmnist_cnn`` are image classifiers (``model(images)``);
+``fmnist_sigma_estimator`` is the sigma estimator of dual randomized smoothing for
+``fmnist_cnn`` (an image model whose 3 outputs index the noise levels
+(0.25, 0.5, 1.0)); ``listing_filter`` is a text+image fusion model for the
+``"listings"`` dataset (``model(tokens, images)``).
 :attr:`ModelSpec.kind` says which, with the same values as
 :func:`smoothcert.data.dataset_kind`.
 
@@ -28,7 +31,15 @@ from torch.nn import functional
 
 from smoothcert.errors import InvalidParameterError
 
-__all__ = ["DigitsCNN", "FashionCNN", "ListingFilter", "ModelSpec", "get_model_spec", "list_models"]
+__all__ = [
+    "DigitsCNN",
+    "FashionCNN",
+    "FashionSigmaEstimator",
+    "ListingFilter",
+    "ModelSpec",
+    "get_model_spec",
+    "list_models",
+]
 
 
 class DigitsCNN(nn.Module):
@@ -96,9 +107,14 @@ class FashionCNN(nn.Module):
     the 60,000 training images from about 46 s to 32 s (batch 256, two threads). The
     hidden layer has 96 units so that a weight file stays under 1.5 MB (1.29 MB).
 
+    Args:
+        num_outputs: width of the last layer: 10 (the classes, default) or, for
+            :class:`FashionSigmaEstimator`, the number of noise levels. The layer
+            names do not depend on it.
+
     Attributes:
         input_shape: ``(1, 28, 28)``.
-        num_classes: ``10``.
+        num_classes: ``num_outputs`` (``10``).
 
     Example:
         >>> import torch
@@ -113,15 +129,16 @@ class FashionCNN(nn.Module):
     input_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int = 10
 
-    def __init__(self) -> None:
+    def __init__(self, num_outputs: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
         self.fc1 = nn.Linear(64 * 7 * 7, 96)
-        self.fc2 = nn.Linear(96, 10)
+        self.fc2 = nn.Linear(96, num_outputs)
+        self.num_classes = num_outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return logits of shape ``(B, 10)`` for images ``x`` of shape ``(B, 1, 28, 28)``.
+        """Return logits of shape ``(B, num_classes)`` for images ``x`` of shape ``(B, 1, 28, 28)``.
 
         Args:
             x: pixels in [0, 1] (plus any noise), in the dtype of the weights.
@@ -131,6 +148,35 @@ class FashionCNN(nn.Module):
         x = functional.relu(self.fc1(x.flatten(1)))
         logits: torch.Tensor = self.fc2(x)
         return logits
+
+
+class FashionSigmaEstimator(FashionCNN):
+    """Sigma estimator of dual randomized smoothing for Fashion-MNIST (3 outputs).
+
+    :class:`FashionCNN` with a last layer of 3 logits (320,259 parameters): output ``j``
+    scores noise level ``dual_sigmas[j]`` of ``(0.25, 0.5, 1.0)`` for the input. It is
+    trained and smoothed at one global ``sigma_e = 1.0`` (Sun, Mao and Vechev,
+    "Dual Randomized Smoothing: Beyond Global Noise Variance", arXiv 2512.01782); see
+    :mod:`smoothcert.models.train_dual`. The layer names are those of
+    :class:`FashionCNN`, so the convolutions and the hidden layer can be initialised
+    from an ``fmnist_cnn`` expert.
+
+    Attributes:
+        input_shape: ``(1, 28, 28)``.
+        num_classes: ``3`` (the number of sigmas).
+
+    Example:
+        >>> import torch
+        >>> from smoothcert.models.architectures import FashionSigmaEstimator
+        >>> net = FashionSigmaEstimator().eval()
+        >>> net(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 3])
+        >>> sum(p.numel() for p in net.parameters())
+        320259
+    """
+
+    def __init__(self) -> None:
+        super().__init__(num_outputs=3)
 
 
 class ListingFilter(nn.Module):
@@ -264,6 +310,9 @@ class ModelSpec:
         description: one line for listings.
         kind: ``"image"`` (``model(images)``) or ``"text_image"``
             (``model(tokens, images)``), as :func:`smoothcert.data.dataset_kind`.
+        sigma_estimator: for a classifier family, the name of the bundled sigma
+            estimator of dual randomized smoothing trained for its per-sigma experts
+            (``"fmnist_sigma_estimator"`` for ``fmnist_cnn``); ``None`` if there is none.
     """
 
     name: str
@@ -273,6 +322,7 @@ class ModelSpec:
     num_classes: int
     description: str
     kind: str = "image"
+    sigma_estimator: str | None = None
 
 
 _MODELS: dict[str, ModelSpec] = {
@@ -291,6 +341,18 @@ _MODELS: dict[str, ModelSpec] = {
         input_shape=(1, 28, 28),
         num_classes=10,
         description="small CNN for Fashion-MNIST (1x28x28, pixels in [0, 1]), 10 classes",
+        sigma_estimator="fmnist_sigma_estimator",
+    ),
+    "fmnist_sigma_estimator": ModelSpec(
+        name="fmnist_sigma_estimator",
+        dataset="fashion_mnist",
+        build=FashionSigmaEstimator,
+        input_shape=(1, 28, 28),
+        num_classes=3,
+        description=(
+            "dual-RS sigma estimator for the fmnist_cnn experts (1x28x28, pixels in [0, 1]): "
+            "3 logits, output j picks sigma (0.25, 0.5, 1.0)[j]; smoothed at sigma_e = 1.0"
+        ),
     ),
     "listing_filter": ModelSpec(
         name="listing_filter",
@@ -313,7 +375,7 @@ def list_models() -> list[str]:
     Example:
         >>> from smoothcert.models import list_models
         >>> list_models()
-        ['digits_cnn', 'fmnist_cnn', 'listing_filter']
+        ['digits_cnn', 'fmnist_cnn', 'fmnist_sigma_estimator', 'listing_filter']
     """
     return sorted(_MODELS)
 

@@ -17,7 +17,9 @@ The manifest (``format`` 1) is a JSON object::
 
 A text+image model's entry (``listing_filter``) also records ``"beta"``, the token
 substitution probability it was trained with (its weights are keyed by sigma like every
-other model; one beta per model).
+other model; one beta per model). A sigma estimator of dual randomized smoothing
+(``fmnist_sigma_estimator``) is keyed by its own smoothing noise ``sigma_e`` and records
+``"dual_sigmas"``, the noise levels its outputs index (``[0.25, 0.5, 1.0]``).
 
 Example:
     >>> from smoothcert.models import available_sigmas, load_model
@@ -282,8 +284,11 @@ def load_model(
         The model in eval mode on ``device``. It takes pixels in [0, 1] of shape
         ``(B, *input_shape)`` and returns logits ``(B, num_classes)`` (a text+image
         model such as ``listing_filter`` takes ``(tokens, images)``). Attributes
-        ``sigma`` (float), ``beta`` (float, text+image models only) and
-        ``weights_sha256`` (str) record what was loaded.
+        ``sigma`` (float), ``beta`` (float, text+image models only),
+        ``dual_sigmas`` (tuple of floats, sigma estimators of dual randomized
+        smoothing only, e.g. ``fmnist_sigma_estimator``: output ``j`` means noise level
+        ``dual_sigmas[j]``; ``sigma`` is then the estimator's own smoothing noise
+        ``sigma_e``) and ``weights_sha256`` (str) record what was loaded.
 
     Raises:
         InvalidParameterError: for an unknown ``name`` or ``device``, or a ``sigma``
@@ -335,5 +340,33 @@ def load_model(
     model.sigma = info.sigma  # type: ignore[assignment]
     if info.beta is not None:
         model.beta = info.beta  # type: ignore[assignment]
+    dual_sigmas = _entry_dual_sigmas(info.metadata, spec.num_classes, info.path)
+    if dual_sigmas is not None:
+        model.dual_sigmas = dual_sigmas  # type: ignore[assignment]
     model.weights_sha256 = actual  # type: ignore[assignment]
     return model.to(target).eval()
+
+
+def _entry_dual_sigmas(
+    entry: dict[str, Any], num_classes: int, path: Path
+) -> tuple[float, ...] | None:
+    """The ``dual_sigmas`` of a sigma estimator's manifest entry, validated (or None)."""
+    raw = entry.get("dual_sigmas")
+    if raw is None:
+        return None
+    valid = (
+        isinstance(raw, list)
+        and len(raw) == num_classes
+        and all(
+            not isinstance(s, bool) and isinstance(s, int | float) and math.isfinite(s) and s > 0
+            for s in raw
+        )
+        and all(b > a for a, b in zip(raw, raw[1:], strict=False))
+    )
+    if not valid:
+        raise AssetError(
+            f"weights manifest entry of {path.name} has dual_sigmas = {raw!r}; valid: a list "
+            f"of {num_classes} strictly increasing positive numbers (one per estimator "
+            f"output); {_RETRAIN_HINT}"
+        )
+    return tuple(float(s) for s in raw)

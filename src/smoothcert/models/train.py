@@ -460,6 +460,13 @@ def train_all(
     ``load_model(name, sigma, weights_dir=out_dir)``. With the defaults each sigma
     takes a few seconds on two CPU cores for ``digits_cnn``.
 
+    For ``name = "fmnist_sigma_estimator"`` this trains the sigma estimator of dual
+    randomized smoothing once, at its smoothing noise ``sigma_e = 1.0``, with labels
+    from the three ``fmnist_cnn`` experts
+    (:func:`~smoothcert.models.train_dual.train_sigma_estimator`); ``sigmas`` must be
+    ``(1.0,)`` or the default ``(0.25, 0.5, 1.0)`` (the sigmas it chooses from), and the
+    result is ``{1.0: path}``.
+
     For ``name = "listing_filter"`` (text+image) each sigma is trained with token
     noise at ``beta = LISTING_BETA`` as well
     (:func:`~smoothcert.models.train_listings.train_listing_filter`), ``beta`` is
@@ -491,6 +498,10 @@ def train_all(
     sigma_list = [check_positive(s, name="sigma") for s in sigmas]
     if not sigma_list:
         raise InvalidParameterError("sigmas = () is invalid; valid: at least one sigma > 0")
+    if name == "fmnist_sigma_estimator":
+        return _train_sigma_estimator(
+            sigma_list, out_dir, epochs=epochs, seed=seed, device=device, threads=threads, log=log
+        )
     if spec.kind == "text_image":
         from smoothcert.models import train_listings as tl
 
@@ -561,6 +572,36 @@ def train_all(
                 f"{paths[sigma]}"
             )
     return paths
+
+
+def _train_sigma_estimator(
+    sigmas: list[float],
+    out_dir: str | os.PathLike[str] | None,
+    *,
+    epochs: int | None,
+    seed: int,
+    device: str | torch.device,
+    threads: int | None,
+    log: Callable[[str], None] | None,
+) -> dict[float, Path]:
+    """:func:`train_all` for the dual-RS sigma estimator (one weight file, at sigma_e)."""
+    from smoothcert.models import train_dual as td
+
+    if sigmas != [td.SIGMA_E] and tuple(sigmas) != td.DUAL_SIGMAS:
+        raise InvalidParameterError(
+            f"sigmas = {tuple(sigmas)!r} is invalid for {td.ESTIMATOR_NAME!r}; valid: "
+            f"({td.SIGMA_E!r},) (its smoothing noise sigma_e) or {td.DUAL_SIGMAS!r} (the "
+            "experts' sigmas it chooses from, the default); both train the one estimator"
+        )
+    path = td.train_sigma_estimator(
+        out_dir,
+        epochs=td.ESTIMATOR_EPOCHS if epochs is None else epochs,
+        seed=seed,
+        device=device,
+        threads=threads,
+        log=log,
+    )
+    return {td.SIGMA_E: path}
 
 
 def _train_all_text_image(
