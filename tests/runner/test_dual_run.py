@@ -127,3 +127,27 @@ def test_dual_cli_defaults_are_the_papers() -> None:
     assert (cfg.params["sigma_estimator"], cfg.params["alpha_split"]) == (1.0, 0.5)
     assert (cfg.params["n0"], cfg.params["n"], cfg.params["alpha"]) == (100, 10_000, 0.001)
     assert cfg.samples_per_example() == 2 * 10_100
+
+
+def test_bundled_dual_run_on_fashion_mnist(tmp_path) -> None:
+    """The bundled experts and estimator, loaded by the method's loader, on real data."""
+    cfg = RunConfig(
+        method="dual",
+        params={**PARAMS, "n": 300},
+        model="fmnist_cnn",
+        dataset="fashion_mnist",
+        split="test",
+        num_examples=2,
+        batch_size=150,
+    )
+    path = run_certification(cfg, tmp_path / "fmnist.jsonl")
+    contents = read_results(path)
+    assert len(contents.records) == 2
+    assert all(r["details"]["sigma"] in DUAL_SIGMAS for r in contents.records)
+    assert contents.header["model_fingerprint"] is not None
+    with pytest.raises(InvalidParameterError, match="no sigma estimator"):
+        run_certification(
+            RunConfig(**{**cfg.to_dict(), "model": "digits_cnn", "dataset": "digits"}),
+            tmp_path / "digits.jsonl",
+        )
+    assert not (tmp_path / "digits.jsonl").exists()
