@@ -48,6 +48,15 @@ def image_model(seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
+def lipschitz_image_model(seed: int = 0) -> torch.nn.Module:
+    """:func:`image_model` with its certified constant ``lipschitz`` (the weight's norm)."""
+    from smoothcert.models import lipschitz_upper_bound
+
+    model = image_model(seed)
+    model.lipschitz = lipschitz_upper_bound(model)
+    return model
+
+
 def sigma_estimator_model() -> torch.nn.Module:
     """A 3-way sigma estimator for the 1x4x4 images: routes by brightness (dark -> index 0)."""
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
@@ -144,6 +153,18 @@ METHOD_RUNS = {
             "score_bound": "bernstein",
         },
     ),
+    "lipschitz": (
+        "lipschitz",
+        {
+            "sigma": 0.5,
+            "n0": 20,
+            "n": 300,
+            "alpha": 0.01,
+            "temperature": 2.0,
+            "logit_lipschitz": 6.0,
+            "score_bound": "bernstein",
+        },
+    ),
     "soft-top2": (
         "image",
         {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01, "score_map": "sparsemax"},
@@ -187,11 +208,14 @@ METHOD_RUNS = {
 
 
 def toy_for(kind: str) -> tuple[torch.nn.Module, object]:
-    """The toy model and dataset of a kind (``"image"``, ``"dual"`` or ``"text_image"``)."""
+    """The toy model and dataset of a kind (``"image"``, ``"dual"``, ``"lipschitz"`` (the
+    image model with a certified ``lipschitz``) or ``"text_image"``)."""
     if kind == "image":
         return image_model(), image_dataset()
     if kind == "dual":
         return dual_model(), image_dataset()
+    if kind == "lipschitz":
+        return lipschitz_image_model(), image_dataset()
     return TextImageModel().eval(), text_image_dataset()
 
 

@@ -151,10 +151,18 @@ def test_export_tsv(tmp_path: Path, files: tuple[Path, Path]) -> None:
         (["--radii", "0,a"], ["radius = 'a'"]),
         (["--num-examples", "x"], ["--num-examples", "'x'"]),
         (
-            ["--method", "lipschitz"],
-            ["method = 'lipschitz'", "cohen, cohen-combined, cohen-predict"],
+            ["--method", "laplace"],
+            ["method = 'laplace'", "cohen, cohen-combined, cohen-predict"],
         ),
         (["--method", "cohen_top2"], ["method = 'cohen_top2'", "cohen-top2"]),
+        (
+            ["--method", "lipschitz", "--model", "digits_lipschitz", "--sigma", "0.5"],
+            ["method 'lipschitz' needs temperature"],
+        ),
+        (
+            ["--method", "lipschitz", "--temperature", "4"],
+            ["model = 'digits_cnn'", "no certified Lipschitz constant", "--logit-lipschitz"],
+        ),
         (["--beta", "0.1"], ["--beta is not an option of method 'cohen'", "--sigma"]),
         (["--tau", "0.3"], ["--tau is not an option of method 'cohen'"]),
         (

@@ -53,6 +53,8 @@ PURE_MODULES = (
     "smoothcert.decisions.hybrid_sequential",
     "smoothcert.decisions.dual",
     "smoothcert.decisions.soft",
+    "smoothcert.decisions.lipschitz",
+    "smoothcert.certificates.lipschitz",
     "smoothcert.decisions.combined",
     "smoothcert.certificates.dual",
     "smoothcert.reports.dual",
@@ -79,8 +81,8 @@ def test_pure_layers_import_without_torch() -> None:
 from smoothcert.methods.registry import get_method, method_names
 assert method_names() == (
     "cohen", "cohen-combined", "cohen-predict", "cohen-sequential", "cohen-top2", "dual",
-    "dual-predict", "hybrid", "hybrid-sequential", "soft", "soft-combined", "soft-top2",
-    "tokens",
+    "dual-predict", "hybrid", "hybrid-sequential", "lipschitz", "soft", "soft-combined",
+    "soft-top2", "tokens",
 )
 for name in method_names():
     get_method(name)

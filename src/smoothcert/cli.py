@@ -225,6 +225,7 @@ _METHOD_OPTIONS = (
     "temperature",
     "score_bound",
     "combiner",
+    "logit_lipschitz",
 )
 """Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
@@ -346,7 +347,39 @@ def build_run_config(
         )
         if beta is not None:
             params["beta"] = beta
+    if "logit_lipschitz" in fields and "logit_lipschitz" not in params:
+        params["logit_lipschitz"] = _model_lipschitz(
+            run_fields["model"], run_fields.get("model_sigma") or params.get("sigma")
+        )
     return RunConfig(method=method, params=params, **run_fields)
+
+
+def _model_lipschitz(model: str, sigma: float | None) -> float:
+    """The certified ``lipschitz`` of a bundled model's weights (manifest), or an error."""
+    from smoothcert.models import available_sigmas, list_models, weights_info
+
+    hint = (
+        "valid: a bundled certified-Lipschitz model (digits_lipschitz), or pass "
+        "--logit-lipschitz with the certified L2 constant of the model's logits"
+    )
+    if model not in list_models():
+        raise InvalidParameterError(
+            f"model = {model!r} has no certified Lipschitz constant in the manifest; {hint}"
+        )
+    if sigma is None:
+        sigmas = available_sigmas(model)
+        if len(sigmas) != 1:
+            raise InvalidParameterError(
+                f"--sigma is needed to find the weights of {model!r} and their certified "
+                f"Lipschitz constant; valid values: {', '.join(str(x) for x in sigmas)}"
+            )
+        sigma = sigmas[0]
+    value = weights_info(model, sigma).metadata.get("lipschitz")
+    if value is None:
+        raise InvalidParameterError(
+            f"model = {model!r} (sigma {sigma!r}) has no certified Lipschitz constant; {hint}"
+        )
+    return float(value)
 
 
 def _parse_points(texts: Sequence[str]) -> tuple[tuple[int, float], ...]:
@@ -515,7 +548,10 @@ def certify(
     ] = None,
     temperature: Annotated[
         float | None,
-        typer.Option(help="Soft: temperature t > 0, the map is applied to t * logits (1)."),
+        typer.Option(
+            help="Soft, lipschitz: temperature t > 0, the map is applied to t * logits "
+            "(soft: 1; lipschitz: required)."
+        ),
     ] = None,
     score_bound: Annotated[
         str | None,
@@ -526,6 +562,13 @@ def certify(
         typer.Option(
             help="cohen-combined/soft-combined: multi-class combiner: mono, top2, cpm or "
             "bonferroni (top2)."
+        ),
+    ] = None,
+    logit_lipschitz: Annotated[
+        float | None,
+        typer.Option(
+            help="lipschitz: certified L2 Lipschitz constant of the logits (default: the "
+            "bundled model's, from its manifest; a smaller one is refused)."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
@@ -650,6 +693,7 @@ def certify(
             "temperature": temperature,
             "score_bound": score_bound,
             "combiner": combiner,
+            "logit_lipschitz": logit_lipschitz,
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()

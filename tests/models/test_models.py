@@ -35,7 +35,13 @@ def weights_copy(tmp_path: Path) -> Path:
 
 
 def test_listing() -> None:
-    assert list_models() == ["digits_cnn", "fmnist_cnn", "fmnist_sigma_estimator", "listing_filter"]
+    assert list_models() == [
+        "digits_cnn",
+        "digits_lipschitz",
+        "fmnist_cnn",
+        "fmnist_sigma_estimator",
+        "listing_filter",
+    ]
     assert available_sigmas("digits_cnn") == SIGMAS
     assert available_sigmas() == SIGMAS
 

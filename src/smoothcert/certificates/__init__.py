@@ -6,7 +6,11 @@ from smoothcert.certificates.gaussian import (
     max_certifiable_radius,
 )
 from smoothcert.certificates.hybrid import hybrid_lower_bound, hybrid_radius_curve
-from smoothcert.certificates.lipschitz import lipschitz_radius, lipschitz_radius_top2
+from smoothcert.certificates.lipschitz import (
+    lipschitz_radius,
+    lipschitz_radius_top2,
+    softmax_score_lipschitz,
+)
 from smoothcert.certificates.tokens import (
     TokenField,
     max_certifiable_tokens,
@@ -23,6 +27,7 @@ __all__ = [
     "hybrid_radius_curve",
     "lipschitz_radius",
     "lipschitz_radius_top2",
+    "softmax_score_lipschitz",
     "max_certifiable_tokens",
     "max_certifiable_tokens_for_samples",
     "token_lower_bound",

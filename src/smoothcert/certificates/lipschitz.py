@@ -88,7 +88,7 @@ from smoothcert._validation import check_choice, check_positive, check_probabili
 from smoothcert.certificates.gaussian import gaussian_radius, gaussian_radius_top2
 from smoothcert.errors import ConvergenceError, InvalidParameterError
 
-__all__ = ["lipschitz_radius", "lipschitz_radius_top2"]
+__all__ = ["lipschitz_radius", "lipschitz_radius_top2", "softmax_score_lipschitz"]
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(32)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -316,3 +316,44 @@ def lipschitz_radius_top2(p_lower: Any, p_upper: Any, *, sigma: float, lipschitz
         allowance = 8.0 * _EPS * sigma * (kappa + np.abs(ua) + np.abs(ub) + 1.0)
         out[ok] = 0.5 * sigma * (ua - ub) - allowance
     return _as_output(np.maximum(out, 0.0))
+
+
+SOFTMAX_GRADIENT_BOUND = math.sqrt(2.0) / 4.0
+"""Largest L2 norm of the gradient of one softmax component with respect to its input."""
+
+
+def softmax_score_lipschitz(logit_lipschitz: float, *, temperature: float) -> float:
+    """Certified L2 Lipschitz constant of the score ``x -> softmax(t z(x))_A``.
+
+    **Claim.** If the logits ``z`` are ``L_z``-Lipschitz in L2, every component
+    ``softmax(t z(x))_A`` is ``(sqrt(2)/4) t L_z``-Lipschitz in L2 (Delattre et al.,
+    arXiv 2309.16883, LVM-RS; issue 8 item 4).
+
+    **Proof.** Let ``p = softmax(v)``. Its ``A``-th component has gradient
+    ``grad_v p_A = p_A (e_A - p)``, so ``|grad p_A|^2 = p_A^2 ((1 - p_A)^2 +
+    sum_{c != A} p_c^2) <= p_A^2 ((1 - p_A)^2 + (sum_{c != A} p_c)^2) = 2 p_A^2
+    (1 - p_A)^2 <= 2/16`` since ``p_A (1 - p_A) <= 1/4``. Hence ``|grad p_A| <=
+    sqrt(2)/4`` everywhere and ``v -> p_A(v)`` is ``sqrt(2)/4``-Lipschitz (mean value
+    theorem on the segment). ``x -> t z(x)`` is ``t L_z``-Lipschitz; a composition's
+    constant is at most the product. The bound is attained with two classes at
+    ``p_A = 1/2``. The result is rounded up by a relative ``1e-12``.
+
+    Args:
+        logit_lipschitz: certified L2 Lipschitz constant ``L_z`` of the logits, > 0
+            (input units; ``inf`` allowed and returned).
+        temperature: ``t > 0``, the score is ``softmax(t * logits)``.
+
+    Returns:
+        ``(sqrt(2)/4) * t * L_z``, rounded up.
+
+    Raises:
+        InvalidParameterError: on ``logit_lipschitz <= 0`` or NaN, or a temperature
+            that is not a positive finite number.
+
+    Example:
+        >>> round(softmax_score_lipschitz(1.0, temperature=2.0), 6)
+        0.707107
+    """
+    lip = _check_lipschitz(logit_lipschitz)
+    t = check_positive(temperature, name="temperature")
+    return SOFTMAX_GRADIENT_BOUND * t * lip * (1.0 + 1e-12)

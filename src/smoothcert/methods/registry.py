@@ -60,6 +60,7 @@ from smoothcert.decisions.dual import (
 )
 from smoothcert.decisions.hybrid import HybridParams, decide_hybrid
 from smoothcert.decisions.hybrid_sequential import HybridSequentialParams, decide_hybrid_sequential
+from smoothcert.decisions.lipschitz import LipschitzParams, decide_lipschitz
 from smoothcert.decisions.sequential import SequentialParams, decide_sequential
 from smoothcert.decisions.soft import SoftParams, decide_soft, decide_soft_top2
 from smoothcert.decisions.tokens import TokenParams, decide_tokens
@@ -349,6 +350,17 @@ register_method(
         params_type=SoftCombinedParams,
         decide=decide_soft_combined,
         preparer="smoothcert.methods.soft:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="lipschitz",
+        summary="soft softmax smoothing of a certified-Lipschitz model: Lipschitz-aware radius",
+        params_type=LipschitzParams,
+        decide=decide_lipschitz,
+        preparer="smoothcert.methods.lipschitz:prepare",
         input_kind="image",
         radius_unit="l2",
     )

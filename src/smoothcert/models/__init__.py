@@ -8,12 +8,18 @@ the text+image model of the ``"listings"`` dataset, trained with token substitut
 noise at ``beta = 0.7`` and Gaussian image noise at each sigma (see
 :mod:`smoothcert.models.train_listings` and ``docs/datasets.md``). Recreate the weights
 with ``smoothcert train [--model listing_filter]``
-(:func:`smoothcert.models.train.train_all`).
+(:func:`smoothcert.models.train.train_all`). ``digits_lipschitz``
+(:class:`DigitsLipschitzNet`) is a 1-Lipschitz (L2) network on digits whose loaded
+model carries ``lipschitz``, the certified constant of its logits (recorded in the
+manifest, checked against the weights); :func:`lipschitz_upper_bound` computes such a
+bound for any chain network (see :mod:`smoothcert.models.lipschitz`).
 
 Example:
     >>> from smoothcert.models import available_sigmas, list_models, load_model
-    >>> list_models(), available_sigmas("digits_cnn")
-    (['digits_cnn', 'fmnist_cnn', 'fmnist_sigma_estimator', 'listing_filter'], (0.25, 0.5, 1.0))
+    >>> list_models()
+    ['digits_cnn', 'digits_lipschitz', 'fmnist_cnn', 'fmnist_sigma_estimator', 'listing_filter']
+    >>> available_sigmas("digits_cnn")
+    (0.25, 0.5, 1.0)
     >>> load_model("listing_filter", sigma=0.25).beta
     0.7
     >>> load_model("digits_cnn", sigma=1.0).training
@@ -28,6 +34,7 @@ from smoothcert.models.architectures import (
     get_model_spec,
     list_models,
 )
+from smoothcert.models.lipschitz import DigitsLipschitzNet, MaxMin, lipschitz_upper_bound
 from smoothcert.models.loading import (
     WeightsInfo,
     available_sigmas,
@@ -40,6 +47,8 @@ from smoothcert.models.train import noisy_accuracy, save_weights, train_all, tra
 
 __all__ = [
     "DigitsCNN",
+    "DigitsLipschitzNet",
+    "MaxMin",
     "FashionCNN",
     "ListingFilter",
     "ModelSpec",
@@ -47,6 +56,7 @@ __all__ = [
     "available_sigmas",
     "default_weights_dir",
     "get_model_spec",
+    "lipschitz_upper_bound",
     "list_models",
     "load_model",
     "noisy_accuracy",

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional
 
 from smoothcert.errors import InvalidParameterError
+from smoothcert.models.lipschitz import DigitsLipschitzNet
 
 __all__ = [
     "DigitsCNN",
@@ -334,6 +335,17 @@ _MODELS: dict[str, ModelSpec] = {
         num_classes=10,
         description="small CNN for scikit-learn digits (1x8x8, pixels in [0, 1]), 10 classes",
     ),
+    "digits_lipschitz": ModelSpec(
+        name="digits_lipschitz",
+        dataset="digits",
+        build=DigitsLipschitzNet,
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        description=(
+            "1-Lipschitz (L2) network for digits (1x8x8, pixels in [0, 1]): orthogonal dense "
+            "layers and MaxMin; certified Lipschitz constant of the logits in the manifest"
+        ),
+    ),
     "fmnist_cnn": ModelSpec(
         name="fmnist_cnn",
         dataset="fashion_mnist",
@@ -375,7 +387,7 @@ def list_models() -> list[str]:
     Example:
         >>> from smoothcert.models import list_models
         >>> list_models()
-        ['digits_cnn', 'fmnist_cnn', 'fmnist_sigma_estimator', 'listing_filter']
+        ['digits_cnn', 'digits_lipschitz', 'fmnist_cnn', 'fmnist_sigma_estimator', 'listing_filter']
     """
     return sorted(_MODELS)
 

@@ -288,7 +288,11 @@ def load_model(
         ``dual_sigmas`` (tuple of floats, sigma estimators of dual randomized
         smoothing only, e.g. ``fmnist_sigma_estimator``: output ``j`` means noise level
         ``dual_sigmas[j]``; ``sigma`` is then the estimator's own smoothing noise
-        ``sigma_e``) and ``weights_sha256`` (str) record what was loaded.
+        ``sigma_e``), ``lipschitz`` (float, certified-Lipschitz models only such as
+        ``digits_lipschitz``: the certified L2 Lipschitz constant of the logits in
+        [0, 1]-pixel input units, from the manifest, checked against the bound
+        recomputed from the weights) and ``weights_sha256`` (str) record what was
+        loaded.
 
     Raises:
         InvalidParameterError: for an unknown ``name`` or ``device``, or a ``sigma``
@@ -343,8 +347,37 @@ def load_model(
     dual_sigmas = _entry_dual_sigmas(info.metadata, spec.num_classes, info.path)
     if dual_sigmas is not None:
         model.dual_sigmas = dual_sigmas  # type: ignore[assignment]
+    lipschitz = _entry_lipschitz(info.metadata, info.path)
+    if lipschitz is not None:
+        _check_lipschitz_weights(model, lipschitz, info.path)
+        model.lipschitz = lipschitz  # type: ignore[assignment]
     model.weights_sha256 = actual  # type: ignore[assignment]
     return model.to(target).eval()
+
+
+def _entry_lipschitz(entry: dict[str, Any], path: Path) -> float | None:
+    """The certified ``lipschitz`` constant of a manifest entry, validated (or None)."""
+    raw = entry.get("lipschitz")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw < math.inf:
+        raise AssetError(
+            f"weights manifest entry of {path.name} has lipschitz = {raw!r}; valid: a finite "
+            f"number > 0; {_RETRAIN_HINT}"
+        )
+    return float(raw)
+
+
+def _check_lipschitz_weights(model: nn.Module, recorded: float, path: Path) -> None:
+    """Recompute the certified bound from the loaded weights; refuse a smaller record."""
+    from smoothcert.models.lipschitz import lipschitz_upper_bound
+
+    bound = lipschitz_upper_bound(model)
+    if bound > recorded:
+        raise AssetError(
+            f"weight file {path} has a certified Lipschitz bound {bound!r} above the recorded "
+            f"lipschitz = {recorded!r} in the manifest; {_RETRAIN_HINT}"
+        )
 
 
 def _entry_dual_sigmas(
