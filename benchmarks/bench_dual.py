@@ -64,7 +64,7 @@ def configs(num_examples: int, n: int) -> dict[str, RunConfig]:
         channels_last=True,
     )
     runs = {
-        f"sigma={s:g}": RunConfig(
+        f"sigma={s}": RunConfig(
             method="cohen", params={"sigma": s, "n0": N0, "n": n, "alpha": ALPHA}, **common
         )
         for s in SIGMAS

@@ -135,7 +135,7 @@ def test_batch_size_changes_the_noise_stream() -> None:
         ({"start": -1}, "start = -1"),
         ({"seed": -1}, "seed = -1"),
         ({"seed": 2**63}, "seed = 9223372036854775808"),
-        ({"method": "lipschitz"}, "method = 'lipschitz'"),
+        ({"method": "laplace"}, "method = 'laplace'"),
         ({"method": "cohen_top2"}, "method = 'cohen_top2'"),  # v1 spelling: now cohen-top2
         ({"model": ""}, "model = ''"),
         ({"split": 3}, "split = 3"),
