@@ -155,7 +155,11 @@ def main() -> None:
         args.out.write_text(json.dumps(out, indent=1) + "\n")
     if args.plot is not None:
         files = [load_results(p, label=label) for label, p in paths.items()]
-        print(plot_certified_accuracy(files, args.plot))
+        title = (
+            f"Fashion-MNIST test, {args.num_examples} images: dual vs global sigma "
+            f"(n={args.n:,}, alpha={ALPHA:g})"
+        )
+        print(plot_certified_accuracy(files, args.plot, title=title))
 
 
 if __name__ == "__main__":
