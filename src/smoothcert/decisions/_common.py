@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from smoothcert._validation import check_int, check_positive, check_probability_level
 from smoothcert.errors import InvalidParameterError
 from smoothcert.records import Evidence, Facts, StageEvidence
 
@@ -76,3 +77,32 @@ def with_alpha(evidence: Evidence, spent: Mapping[str, float]) -> Evidence:
     """The evidence with each stage's alpha set to what the decision spent on it (0 if none)."""
     stages = tuple(dataclasses.replace(s, alpha=spent.get(s.role, 0.0)) for s in evidence.stages)
     return dataclasses.replace(evidence, stages=stages)
+
+
+def check_gaussian_sampling(params: Any) -> None:
+    """Validate (and normalise) ``sigma``, ``n0``, ``n`` and ``alpha`` of a frozen params class.
+
+    The sampling fields every Gaussian parameter class shares: ``sigma > 0`` in input
+    units, ``n0 >= 1`` selection and ``n >= 1`` estimation samples, ``0 < alpha < 1``.
+
+    Raises:
+        InvalidParameterError: naming the bad value and the valid range.
+    """
+    set_ = object.__setattr__
+    set_(params, "sigma", check_positive(params.sigma, name="sigma"))
+    set_(params, "n0", check_int(params.n0, name="n0", minimum=1))
+    set_(params, "n", check_int(params.n, name="n", minimum=1))
+    set_(params, "alpha", check_probability_level(params.alpha))
+
+
+def check_variance_samples(n: int, bound: str, *, name: str) -> None:
+    """Reject the empirical Bernstein bound (``bound == "bernstein"``) with fewer than 2 samples.
+
+    Raises:
+        InvalidParameterError: naming ``n``, the bound option ``name`` and the valid range.
+    """
+    if bound == "bernstein" and n < 2:
+        raise InvalidParameterError(
+            f"n = {n} is invalid with {name} = 'bernstein'; valid range: n >= 2 (the sample "
+            f"variance needs two samples), or another {name}"
+        )

@@ -36,6 +36,7 @@ from smoothcert._validation import check_int, check_positive, check_probability_
 from smoothcert.certificates.gaussian import gaussian_radius, gaussian_radius_top2
 from smoothcert.decisions._common import (
     check_class,
+    check_gaussian_sampling,
     check_num_classes,
     require_facts,
     require_no_stage,
@@ -65,10 +66,7 @@ class GaussianParams(Payload):
     alpha: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma", check_positive(self.sigma, name="sigma"))
-        object.__setattr__(self, "n0", check_int(self.n0, name="n0", minimum=1))
-        object.__setattr__(self, "n", check_int(self.n, name="n", minimum=1))
-        object.__setattr__(self, "alpha", check_probability_level(self.alpha))
+        check_gaussian_sampling(self)
 
     def forward_samples(self) -> int:
         """Noisy samples (forward passes) per input: ``n0 + n``."""

@@ -54,14 +54,14 @@ import numpy as np
 
 from smoothcert._validation import (
     check_choice,
-    check_int,
     check_positive,
-    check_probability_level,
 )
 from smoothcert.certificates.gaussian import gaussian_radius, gaussian_radius_top2
 from smoothcert.decisions._common import (
     check_class,
+    check_gaussian_sampling,
     check_num_classes,
+    check_variance_samples,
     require_facts,
     require_stage,
     with_alpha,
@@ -102,18 +102,10 @@ def _check_bound(value: Any, choices: tuple[str, ...]) -> str:
     return check_choice(value, name="bound", choices=choices)
 
 
-def _check_common(params: Any, *, min_n: int) -> None:
-    set_ = object.__setattr__
-    set_(params, "sigma", check_positive(params.sigma, name="sigma"))
-    set_(params, "n0", check_int(params.n0, name="n0", minimum=1))
-    set_(params, "n", check_int(params.n, name="n", minimum=1))
-    set_(params, "alpha", check_probability_level(params.alpha))
+def _check_common(params: Any) -> None:
+    check_gaussian_sampling(params)
     check_choice(params.combiner, name="combiner", choices=COMBINERS)
-    if params.bound == "bernstein" and params.n < min_n:
-        raise InvalidParameterError(
-            f"n = {params.n} is invalid with bound = 'bernstein'; valid range: n >= 2 "
-            "(the sample variance needs two samples), or another bound"
-        )
+    check_variance_samples(params.n, params.bound, name="bound")
 
 
 @register_payload
@@ -144,7 +136,7 @@ class CombinedParams(Payload):
 
     def __post_init__(self) -> None:
         _check_bound(self.bound, COMBINED_BOUNDS)
-        _check_common(self, min_n=2)
+        _check_common(self)
 
     def forward_samples(self) -> int:
         """Noisy samples (forward passes) per input: ``n0 + n``."""
@@ -182,7 +174,7 @@ class SoftCombinedParams(Payload):
 
     def __post_init__(self) -> None:
         _check_bound(self.bound, SOFT_COMBINED_BOUNDS)
-        _check_common(self, min_n=2)
+        _check_common(self)
         check_choice(self.score_map, name="score_map", choices=SCORE_MAPS)
         object.__setattr__(
             self, "temperature", check_positive(self.temperature, name="temperature")

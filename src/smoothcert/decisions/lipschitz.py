@@ -49,10 +49,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from smoothcert._validation import check_choice, check_int, check_positive, check_probability_level
+from smoothcert._validation import check_choice, check_positive
 from smoothcert.certificates.lipschitz import lipschitz_radius, softmax_score_lipschitz
 from smoothcert.decisions._common import (
+    check_gaussian_sampling,
     check_num_classes,
+    check_variance_samples,
     require_facts,
     require_stage,
     with_alpha,
@@ -66,7 +68,6 @@ from smoothcert.decisions.soft import (
     select_class,
     soft_lower,
 )
-from smoothcert.errors import InvalidParameterError
 from smoothcert.records import CertifyResult, Details, Evidence, Payload, register_payload
 
 __all__ = ["LipschitzDetails", "LipschitzParams", "decide_lipschitz"]
@@ -102,10 +103,7 @@ class LipschitzParams(Payload):
     score_bound: str = "bernstein"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma", check_positive(self.sigma, name="sigma"))
-        object.__setattr__(self, "n0", check_int(self.n0, name="n0", minimum=1))
-        object.__setattr__(self, "n", check_int(self.n, name="n", minimum=1))
-        object.__setattr__(self, "alpha", check_probability_level(self.alpha))
+        check_gaussian_sampling(self)
         object.__setattr__(
             self, "temperature", check_positive(self.temperature, name="temperature")
         )
@@ -113,11 +111,7 @@ class LipschitzParams(Payload):
             self, "logit_lipschitz", check_positive(self.logit_lipschitz, name="logit_lipschitz")
         )
         check_choice(self.score_bound, name="score_bound", choices=SOFT_BOUNDS)
-        if self.score_bound == "bernstein" and self.n < 2:
-            raise InvalidParameterError(
-                f"n = {self.n} is invalid with score_bound = 'bernstein'; valid range: n >= 2 "
-                "(the sample variance needs two samples), or score_bound = 'hoeffding'"
-            )
+        check_variance_samples(self.n, self.score_bound, name="score_bound")
 
     def forward_samples(self) -> int:
         """Noisy samples (forward passes) per input: ``n0 + n``."""

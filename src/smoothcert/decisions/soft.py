@@ -68,14 +68,14 @@ import numpy as np
 
 from smoothcert._validation import (
     check_choice,
-    check_int,
     check_positive,
-    check_probability_level,
 )
 from smoothcert.certificates.gaussian import gaussian_radius, gaussian_radius_top2
 from smoothcert.decisions._common import (
     check_class,
+    check_gaussian_sampling,
     check_num_classes,
+    check_variance_samples,
     require_facts,
     require_stage,
     with_alpha,
@@ -140,20 +140,13 @@ class SoftParams(Payload):
     score_bound: str = "bernstein"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma", check_positive(self.sigma, name="sigma"))
-        object.__setattr__(self, "n0", check_int(self.n0, name="n0", minimum=1))
-        object.__setattr__(self, "n", check_int(self.n, name="n", minimum=1))
-        object.__setattr__(self, "alpha", check_probability_level(self.alpha))
+        check_gaussian_sampling(self)
         check_choice(self.score_map, name="score_map", choices=SCORE_MAPS)
         object.__setattr__(
             self, "temperature", check_positive(self.temperature, name="temperature")
         )
         check_choice(self.score_bound, name="score_bound", choices=SOFT_BOUNDS)
-        if self.score_bound == "bernstein" and self.n < 2:
-            raise InvalidParameterError(
-                f"n = {self.n} is invalid with score_bound = 'bernstein'; valid range: n >= 2 "
-                "(the sample variance needs two samples), or score_bound = 'hoeffding'"
-            )
+        check_variance_samples(self.n, self.score_bound, name="score_bound")
 
     def forward_samples(self) -> int:
         """Noisy samples (forward passes) per input: ``n0 + n``."""
