@@ -118,7 +118,64 @@ def text_image_dataset(size: int = 6, *, with_eligible: bool = False) -> TextIma
     return TextImageData(tokens, images, labels, indices, 2, eligible=eligible)
 
 
+TABULAR_VOCAB = (2, 3)
+
+
+@dataclass(frozen=True)
+class TabularData:
+    tokens: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    num_classes: int
+    field_vocab_sizes: tuple[int, ...] = TABULAR_VOCAB
+    name: str = "toy_tabular"
+    split: str = "test"
+
+
+class TabularModel(torch.nn.Module):
+    """Two classes; class 1's score: 3 * [field 0 == 1] + 2 * [field 1 == 2] + sum(x) - 2."""
+
+    def forward(self, tokens: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
+        s = 3.0 * (tokens[:, 0] == 1).float() + 2.0 * (tokens[:, 1] == 2).float()
+        s = s + continuous.sum(dim=1) - 2.0
+        return torch.stack([-s, s], dim=1)
+
+
+def tabular_dataset(size: int = 6) -> TabularData:
+    positive = np.arange(size) % 2 == 0
+    tokens = np.where(positive[:, None], [1, 2], [0, 0]).astype(np.int64)
+    tokens[1, 1] = 1  # a third category of field 1
+    images = np.repeat(np.where(positive, 0.5, -0.5)[:, None], 3, axis=1).astype(np.float32)
+    labels = positive.astype(np.int64)
+    labels[-1] = 1 - labels[-1]  # one wrong label
+    indices = (20 + 5 * np.arange(size)).astype(np.int64)
+    return TabularData(tokens, images, labels, indices, 2)
+
+
 METHOD_RUNS = {
+    "attack-l2": (
+        "image",
+        {"sigma": 0.5, "radii": (0.25, 0.5), "steps": 3, "noise_samples": 4, "eval_n": 100},
+    ),
+    "attack-hybrid": (
+        "text_image",
+        {
+            "sigma": 0.5,
+            "beta": 0.3,
+            "alphabet": VOCAB,
+            "n0": 0,
+            "n": 100,
+            "alpha": 0.01,
+            "target": 1,
+            "tau": 0.5,
+            "radii": (0.0, 0.25),
+            "attack_d_max": 1,
+            "steps": 3,
+            "noise_samples": 4,
+            "candidates": 4,
+        },
+    ),
     "cohen": ("image", {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01}),
     "cohen-top2": ("image", {"sigma": 0.5, "n0": 20, "n": 300, "alpha": 0.01}),
     "cohen-predict": ("image", {"sigma": 0.5, "n": 300, "alpha": 0.01}),
@@ -199,6 +256,17 @@ METHOD_RUNS = {
             "first_round": 30,
         },
     ),
+    "hybrid-fields": (
+        "tabular",
+        {
+            "field_vocab_sizes": TABULAR_VOCAB,
+            "field_betas": (0.2, 0.3),
+            "sigma": 0.5,
+            "n0": 20,
+            "n": 300,
+            "alpha": 0.01,
+        },
+    ),
     "hybrid": (
         "text_image",
         {"sigma": 0.5, "beta": 0.3, "alphabet": VOCAB, "n0": 20, "n": 300, "alpha": 0.01},
@@ -216,6 +284,8 @@ def toy_for(kind: str) -> tuple[torch.nn.Module, object]:
         return dual_model(), image_dataset()
     if kind == "lipschitz":
         return lipschitz_image_model(), image_dataset()
+    if kind == "tabular":
+        return TabularModel().eval(), tabular_dataset()
     return TextImageModel().eval(), text_image_dataset()
 
 

@@ -178,6 +178,11 @@ def test_export_tsv(tmp_path: Path, files: tuple[Path, Path]) -> None:
             ["dataset = 'digits'", "does not fit method 'hybrid'"],
         ),
         (
+            ["--method", "hybrid-fields", "--model", "tabular_mlp", "--sigma", "0.5"],
+            ["dataset = 'digits'", "does not fit method 'hybrid-fields'"],
+        ),
+        (["--field-beta", "0.1"], ["--field-beta is not an option of method 'cohen'"]),
+        (
             ["--dataset", "listings"],
             ["dataset = 'listings'", "does not fit method 'cohen'", "valid: an image dataset"],
         ),
@@ -291,6 +296,85 @@ def test_certify_small_run_writes_results_table_and_png(
         r["evidence"]["stages"][1]["counts"] for r in loaded.records
     ]
     assert_one_line_error(
-        invoke("recertify", str(out), "--output", str(top2), "--bound", "betting"),
+        invoke(
+            "recertify", str(out), "--output", str(top2), "--bound", "betting", "--combiner", "cpm"
+        ),
         "bound = 'betting'",
     )
+
+
+# ------------------------------------------------------------------ attack
+
+
+def test_attack_writes_results_and_report_compares_with_certified(tmp_path: Path) -> None:
+    from smoothcert.reports import load_results
+
+    att = tmp_path / "att.jsonl"
+    common = ["--num-examples", "3", "--sigma", "0.25"]
+    args = ["attack", *common, "--radii", "0.25,0.5", "--steps", "3", "--noise-samples", "2"]
+    result = invoke(*args, "--eval-n", "200", "--output", str(att))
+    assert result.exit_code == 0, result.output
+    records = load_results(att).records
+    assert [r["method"] for r in records] == ["attack-l2"] * 3
+    assert {r["claim"] for r in records} == {"empirical"}
+    assert records[0]["params"]["radii"] == [0.25, 0.5] and records[0]["params"]["steps"] == 3
+    assert "| 0.5 | " in result.stdout and att.with_name("att_attack.png").exists()
+    cert = tmp_path / "cert.jsonl"
+    done = invoke(
+        "certify", *common, "-n", "500", "--no-progress", "--no-plot", "--output", str(cert)
+    )
+    assert done.exit_code == 0, done.output
+    plot = tmp_path / "cmp.png"
+    shown = invoke("report", str(cert), str(att), "--plot", str(plot))
+    assert shown.exit_code == 0, shown.output
+    assert "| radius | cert certified | att empirical | gap att - cert |" in shown.stdout
+    assert tmp_path.joinpath("cmp_attack.png").read_bytes()[:8] == PNG_MAGIC
+    # the same command resumes with nothing to do
+    again = invoke(*args, "--eval-n", "200", "--output", str(att))
+    assert again.exit_code == 0 and load_results(att).records == records
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--radii", "0.5,x"], ["radius = 'x'", "comma-separated"]),
+        (["--radii", "0.5,0.25"], ["radii = (0.5, 0.25)", "strictly increasing"]),
+        (["--steps", "0"], ["steps = 0"]),
+        (["--score", "margin"], ["score = 'margin'"]),
+        (["--dataset", "listings"], ["does not fit method 'attack-l2'"]),
+    ],
+)
+def test_attack_bad_input_fails_fast(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    assert_one_line_error(invoke("attack", *args, "--output", str(tmp_path / "a.jsonl")), *needles)
+    assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_attack_hybrid_on_listings_writes_results_and_a_dr_table(tmp_path: Path) -> None:
+    from smoothcert.reports import load_results
+
+    out = tmp_path / "h.jsonl"
+    args = ["attack", "--method", "hybrid", "--model", "listing_filter", "--dataset", "listings"]
+    args += ["--sigma", "0.25", "--target", "1", "--tau", "0.5", "--num-examples", "2"]
+    args += ["--d-max", "1", "--radii", "0,0.5", "--steps", "2", "--noise-samples", "4"]
+    result = invoke(*args, "--candidates", "4", "--eval-n", "200", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    records = load_results(out).records
+    assert [r["method"] for r in records] == ["attack-hybrid"] * 2
+    assert records[0]["params"]["threat"] == "given" and records[0]["params"]["alphabet"] == 30522
+    assert "| d | r | h still flagged | h success |" in result.stdout
+    assert "| 1 | 0.5 | " in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--method", "laplace"], ["method = 'laplace'", "l2, hybrid"]),
+        (
+            ["--method", "hybrid", "--model", "listing_filter", "--dataset", "listings"],
+            ["target = None is invalid for the hybrid attack"],
+        ),
+        (["--beta", "0.1"], ["--beta is not an option of method 'attack-l2'"]),
+    ],
+)
+def test_attack_method_errors(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    assert_one_line_error(invoke("attack", *args, "--output", str(tmp_path / "a.jsonl")), *needles)

@@ -47,6 +47,8 @@ PURE_MODULES = (
     "smoothcert.stats.binomial",
     "smoothcert.decisions",
     "smoothcert.decisions.cohen",
+    "smoothcert.decisions.attack",
+    "smoothcert.decisions.attack_hybrid",
     "smoothcert.decisions.tokens",
     "smoothcert.decisions.hybrid",
     "smoothcert.decisions.sequential",
@@ -58,6 +60,7 @@ PURE_MODULES = (
     "smoothcert.decisions.combined",
     "smoothcert.certificates.dual",
     "smoothcert.reports.dual",
+    "smoothcert.reports.attack",
     "smoothcert.stats.sequential",
     "smoothcert.stats.combiners",
     "smoothcert.reports.samples",
@@ -80,9 +83,9 @@ def test_pure_layers_import_without_torch() -> None:
         + """
 from smoothcert.methods.registry import get_method, method_names
 assert method_names() == (
-    "cohen", "cohen-combined", "cohen-predict", "cohen-sequential", "cohen-top2", "dual",
-    "dual-predict", "hybrid", "hybrid-sequential", "lipschitz", "soft", "soft-combined",
-    "soft-top2", "tokens",
+    "attack-hybrid", "attack-l2", "cohen", "cohen-combined", "cohen-predict", "cohen-sequential",
+    "cohen-top2", "dual", "dual-predict", "hybrid", "hybrid-fields", "hybrid-sequential",
+    "lipschitz", "soft", "soft-combined", "soft-top2", "tokens",
 )
 for name in method_names():
     get_method(name)

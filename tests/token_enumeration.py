@@ -63,3 +63,81 @@ def small_fields():
         ("mask", Fraction(3, 5), 0),
     ]
     return fields, positions
+
+
+def uniform_any_law(beta, vocab, token):
+    """Exact law of the uniform kernel extended to every vocabulary id.
+
+    An alphabet token (``token < vocab``) keeps w.p. ``1 - beta``, else one of the
+    ``vocab - 1`` others; an out-of-alphabet token (``token >= vocab``) keeps w.p.
+    ``1 - beta``, else one of the ``vocab`` alphabet tokens.
+    """
+    if token < vocab:
+        return position_law("uniform", beta, vocab, token)
+    law = {z: beta / vocab for z in range(vocab)}
+    law[token] = 1 - beta
+    return law
+
+
+def enumerate_tokens(beta, vocab, clean, adversarial):
+    """Exact clean/adversarial laws of the extended uniform kernel over whole sequences.
+
+    Args:
+        beta: substitution probability (a Fraction for exact results).
+        vocab: alphabet size ``V`` (ids ``0..V-1``; larger ids are outside it), or one
+            ``(beta, V)`` pair per position (then ``beta`` is ignored).
+        clean: the clean token sequence.
+        adversarial: the attacked sequence (same length).
+
+    Returns:
+        Two lists ``(clean, adversarial)`` of probabilities, one entry per outcome.
+    """
+    kernels = [(beta, vocab)] * len(clean) if isinstance(vocab, int) else list(vocab)
+    clean_laws = [uniform_any_law(b, v, t) for (b, v), t in zip(kernels, clean, strict=True)]
+    adv_laws = [uniform_any_law(b, v, t) for (b, v), t in zip(kernels, adversarial, strict=True)]
+    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
+    pc, qa = [], []
+    for z in itertools.product(*supports):
+        p = q = Fraction(1)
+        for i, zi in enumerate(z):
+            p *= clean_laws[i].get(zi, 0)
+            q *= adv_laws[i].get(zi, 0)
+        pc.append(p)
+        qa.append(q)
+    return pc, qa
+
+
+def fractional_fill(pc, qa, p_lower):
+    """Exact Neyman-Pearson bound: fill clean mass ``p_lower`` by increasing ratio.
+
+    Outcomes with clean mass 0 (ratio infinity) are never filled.
+    """
+    items = sorted(((q / p, p) for p, q in zip(pc, qa, strict=True) if p > 0), key=lambda t: t[0])
+    left = Fraction(p_lower)
+    total = Fraction(0)
+    for ratio, p in items:
+        if left <= 0:
+            break
+        take = min(p, left)
+        total += ratio * take
+        left -= take
+    return total
+
+
+def any_token_attacks(vocab, clean, d):
+    """Every attacked sequence with at most ``d`` edits, writing any alphabet id or one of
+    two out-of-alphabet ids (more out-of-alphabet ids behave like these by symmetry).
+
+    ``vocab`` is ``V`` or one ``(beta, V)`` pair per position (as in
+    :func:`enumerate_tokens`)."""
+    n = len(clean)
+    sizes = [vocab] * n if isinstance(vocab, int) else [v for _, v in vocab]
+    outside = (max(sizes) + 7, max(sizes) + 8)
+    for size in range(min(d, n) + 1):
+        for where in itertools.combinations(range(n), size):
+            choices = [[t for t in (*range(sizes[i]), *outside) if t != clean[i]] for i in where]
+            for written in itertools.product(*choices):
+                adv = list(clean)
+                for i, t in zip(where, written, strict=True):
+                    adv[i] = t
+                yield adv

@@ -12,6 +12,8 @@ Commands:
   rate, one column per file (Markdown, or LaTeX with ``--latex``), optional plot.
 * ``smoothcert export RESULTS --format tsv``: the classic ``idx label predict radius
   correct time`` columns.
+* ``smoothcert attack``: L2 PGD on the smoothed classifier at a radius grid (empirical
+  robustness, method ``attack-l2``); ``report`` compares it with certified curves.
 * ``smoothcert radius``: Clopper-Pearson bound and certified radius for given counts,
   and the largest radius n samples can certify.
 * ``smoothcert train``: train the bundled models' weights.
@@ -206,6 +208,7 @@ _METHOD_OPTIONS = (
     "alphabet",
     "kernel",
     "mask_id",
+    "attacker",
     "tau",
     "target",
     "threat",
@@ -226,6 +229,8 @@ _METHOD_OPTIONS = (
     "score_bound",
     "combiner",
     "logit_lipschitz",
+    "field_betas",
+    "field_vocab_sizes",
 )
 """Method parameters the CLI accepts (each method takes a subset; see its parameter class)."""
 
@@ -238,6 +243,8 @@ _OPTION_FLAGS = {
     "n": "--n",
     "target_radii": "--target-radius",
     "targets": "--target-point",
+    "field_betas": "--field-beta",
+    "field_vocab_sizes": "--field-vocab-size",
 }
 
 _COMMON_DEFAULTS: dict[str, Any] = {
@@ -301,8 +308,9 @@ def build_run_config(
     ``options`` holds the method-parameter options the user gave (None when not given).
     A given option the method does not take is an error naming it and the method's
     parameters; missing ``sigma``/``n0``/``n``/``alpha`` get the CLI defaults, a missing
-    ``alphabet`` the dataset's vocabulary size and a missing ``beta`` the bundled model's
-    training beta.
+    ``alphabet`` the dataset's vocabulary size, a missing ``attacker`` ``"any"`` when the
+    alphabet is smaller than the dataset's vocabulary (else the default ``"alphabet"``)
+    and a missing ``beta`` the bundled model's training beta.
 
     Raises:
         InvalidParameterError: on an unknown method, an option of another method, or a
@@ -336,6 +344,13 @@ def build_run_config(
         params["sigma_estimator"] = max(params["sigmas"])  # the paper's choice
     if "alphabet" in fields and "alphabet" not in params:
         params["alphabet"] = _dataset_attribute(run_fields["dataset"], "vocab_size")
+    if "attacker" in fields and "attacker" not in params:
+        # the any-token threat wherever the attacker could write a token the kernel's
+        # alphabet lacks (docs/hybrid.md, "Threat model"); listings: the whole vocabulary
+        vocab = _dataset_attribute(run_fields["dataset"], "vocab_size")
+        size = params.get("alphabet")
+        if isinstance(size, int) and isinstance(vocab, int) and size < vocab:
+            params["attacker"] = "any"
     if "threat" in fields and "threat" not in params:
         # a dataset that says which tokens each example may have edited (listings: the
         # description's words, not [CLS]/[SEP]/padding) is attacked there by default
@@ -347,6 +362,16 @@ def build_run_config(
         )
         if beta is not None:
             params["beta"] = beta
+    if "field_vocab_sizes" in fields and "field_vocab_sizes" not in params:
+        vocab = _dataset_attribute(run_fields["dataset"], "field_vocab_sizes")
+        if vocab is not None:
+            params["field_vocab_sizes"] = tuple(vocab)
+    if "field_betas" in fields and "field_betas" not in params:
+        betas = _model_field_betas(
+            run_fields["model"], run_fields.get("model_sigma") or params.get("sigma")
+        )
+        if betas is not None:
+            params["field_betas"] = betas
     if "logit_lipschitz" in fields and "logit_lipschitz" not in params:
         params["logit_lipschitz"] = _model_lipschitz(
             run_fields["model"], run_fields.get("model_sigma") or params.get("sigma")
@@ -359,7 +384,7 @@ def _model_lipschitz(model: str, sigma: float | None) -> float:
     from smoothcert.models import available_sigmas, list_models, weights_info
 
     hint = (
-        "valid: a bundled certified-Lipschitz model (digits_lipschitz), or pass "
+        "valid: a bundled certified-Lipschitz model (digits_lipschitz, fmnist_lipschitz), or pass "
         "--logit-lipschitz with the certified L2 constant of the model's logits"
     )
     if model not in list_models():
@@ -419,6 +444,24 @@ def _dataset_attribute(dataset: str, name: str) -> Any:
     return int(value) if isinstance(value, (int, np.integer)) else value
 
 
+def _model_field_betas(model: str, sigma: float | None) -> tuple[float, ...] | None:
+    """The per-field betas a bundled tabular model was trained with (manifest), or None."""
+    from smoothcert.models import available_sigmas, list_models, weights_info
+
+    if model not in list_models():
+        return None
+    sigmas = available_sigmas(model)
+    if sigma is None and len(sigmas) == 1:
+        sigma = sigmas[0]
+    if sigma is None:
+        return None
+    try:
+        betas = weights_info(model, sigma).metadata.get("field_betas")
+    except InvalidParameterError:
+        return None
+    return None if betas is None else tuple(float(b) for b in betas)
+
+
 def _model_beta(model: str, sigma: float | None) -> float | None:
     from smoothcert.models import available_sigmas, list_models, weights_info
 
@@ -475,6 +518,13 @@ def certify(
         str | None, typer.Option(help="Token kernel: uniform or mask (tokens, hybrid).")
     ] = None,
     mask_id: Annotated[int | None, typer.Option(help="Mask token id (kernel mask).")] = None,
+    attacker: Annotated[
+        str | None,
+        typer.Option(
+            help="Tokens the attacker may write: alphabet or any (tokens, hybrid*; default: "
+            "any when --alphabet is smaller than the dataset's vocabulary, else alphabet)."
+        ),
+    ] = None,
     tau: Annotated[
         float | None, typer.Option(help="Threshold: 0.5 majority, or the filter's flag threshold.")
     ] = None,
@@ -531,7 +581,8 @@ def certify(
         str | None,
         typer.Option(
             help="Sequential confidence sequence: union or mixture (default union); "
-            "cohen-combined: cp, hoeffding or bernstein; soft-combined: hoeffding or bernstein."
+            "cohen-combined: cp, hoeffding, bernstein or betting; soft-combined: hoeffding, "
+            "bernstein or betting (betting: combiner mono or top2)."
         ),
     ] = None,
     final_share: Annotated[
@@ -555,7 +606,10 @@ def certify(
     ] = None,
     score_bound: Annotated[
         str | None,
-        typer.Option(help="Soft: bound on the mean score: hoeffding or bernstein (bernstein)."),
+        typer.Option(
+            help="Soft, lipschitz: bound on the mean score: hoeffding, bernstein or betting (keeps "
+            "per-class score histograms in the records) (bernstein)."
+        ),
     ] = None,
     combiner: Annotated[
         str | None,
@@ -569,6 +623,20 @@ def certify(
         typer.Option(
             help="lipschitz: certified L2 Lipschitz constant of the logits (default: the "
             "bundled model's, from its manifest; a smaller one is refused)."
+        ),
+    ] = None,
+    field_beta: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="hybrid-fields: substitution probability of each categorical field, in column "
+            "order (repeat; default: the model's, from its manifest)."
+        ),
+    ] = None,
+    field_vocab_size: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="hybrid-fields: alphabet size of each categorical field (repeat; default: the "
+            "dataset's)."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
@@ -671,6 +739,7 @@ def certify(
             "alphabet": alphabet,
             "kernel": kernel,
             "mask_id": mask_id,
+            "attacker": attacker,
             "tau": tau,
             "target": target,
             "threat": threat,
@@ -694,6 +763,8 @@ def certify(
             "score_bound": score_bound,
             "combiner": combiner,
             "logit_lipschitz": logit_lipschitz,
+            "field_betas": tuple(field_beta) if field_beta else None,
+            "field_vocab_sizes": tuple(field_vocab_size) if field_vocab_size else None,
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()
@@ -837,7 +908,8 @@ def _print_report(
     )
 
     files = load_many(paths, labels=labels if labels else None)
-    groups = group_by_claim(files)
+    # attack files (claim "empirical", not certificates) get their own table and figure
+    groups = group_by_claim([f for f in files if f.claim != "empirical"])
     for group in groups:
         if len(groups) > 1 or group[0].claim != "majority":
             typer.echo(f"{claim_heading(group[0].claim)}:")
@@ -849,6 +921,26 @@ def _print_report(
                 else plot_path.with_name(f"{plot_path.stem}_{group[0].claim}{plot_path.suffix}")
             )
             console.print(f"plot: {plot_certified_accuracy(group, target)}")
+    if any(f.claim == "empirical" for f in files):
+        from smoothcert.reports.attack import (
+            ATTACK_HEADING,
+            HYBRID_ATTACK_HEADING,
+            attack_table,
+            hybrid_attack_table,
+            is_hybrid_attack,
+            plot_certified_vs_empirical,
+        )
+
+        l2 = [f for f in files if f.claim == "empirical" and not is_hybrid_attack(f)]
+        if l2:
+            typer.echo(f"\n{ATTACK_HEADING}:")
+            typer.echo(attack_table(files, radii))
+            if plot_path is not None and any(len(f) for f in l2):
+                target = plot_path.with_name(f"{plot_path.stem}_attack{plot_path.suffix}")
+                console.print(f"plot: {plot_certified_vs_empirical(files, target)}")
+        if any(is_hybrid_attack(f) for f in files):
+            typer.echo(f"\n{HYBRID_ATTACK_HEADING}:")
+            typer.echo(hybrid_attack_table(files))
     duals = [f for f in files if is_dual(f)]
     if duals:
         typer.echo("\ndual smoothing: the sigma estimator's routing and what limits the radius:")
@@ -875,6 +967,46 @@ def _print_report(
                 console.print(f"heatmap: {plot_dr_heatmap(f, heat)}")
 
 
+def _print_filter_report(
+    paths: Sequence[Path],
+    radii: Any,
+    *,
+    labels: Sequence[str] | None,
+    plot_path: Path | None,
+    calibrations: Sequence[Path] = (),
+) -> None:
+    """``report --filter``: the safety-filter tables (reports/filter.py) and heatmaps.
+
+    Each ``--calibration`` JSON applies to the files certified at its tau; each such file
+    must fit it (:func:`smoothcert.reports.filter.check_calibration`).
+    """
+    import json
+
+    from smoothcert.reports import filter_summary, filter_tables, load_many, plot_filter_heatmaps
+    from smoothcert.reports.filter import FILTER_RADII
+
+    files = load_many(paths, labels=labels if labels else None)
+    grid = FILTER_RADII if radii is None else radii
+    cals = [json.loads(Path(c).read_text()) for c in calibrations]
+    used: set[int] = set()
+    summaries = []
+    for f in files:
+        match = [i for i, c in enumerate(cals) if float(c["tau"]) == f.params.get("tau")]
+        used.update(match)
+        cal = cals[match[0]] if match else None
+        summaries.append(filter_summary(f, radii=grid, calibration=cal))
+    for i, path in enumerate(calibrations):
+        if i not in used:
+            raise InvalidParameterError(
+                f"--calibration {path} (tau = {cals[i]['tau']!r}) fits none of the files; "
+                f"valid: a file certified or re-certified at --tau {cals[i]['tau']!r}"
+            )
+    typer.echo(filter_tables(summaries))
+    if plot_path is not None:
+        for heat in plot_filter_heatmaps(files, plot_path):
+            _stderr_console().print(f"heatmap: {heat}")
+
+
 @app.command()
 def report(
     results: Annotated[list[Path], typer.Argument(help="Result files (.jsonl).")],
@@ -889,6 +1021,22 @@ def report(
     label: Annotated[
         list[str] | None, typer.Option(help="Column label, once per file (default: stems).")
     ] = None,
+    filter_view: Annotated[
+        bool,
+        typer.Option(
+            "--filter",
+            help="Safety-filter files: per setting, clean and certified detection on unsafe "
+            "pairs at d = 0,1,2,4,8 and --radii (default 0,0.1,0.25,0.5), false positives on "
+            "benign pairs, seconds per pair; with --plot, one (d, r) heatmap per file.",
+        ),
+    ] = False,
+    calibration: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="--filter: a `smoothcert calibrate --output` JSON (repeatable); checked "
+            "against the files at its tau (disjoint pairs, same filter) and shown.",
+        ),
+    ] = None,
 ) -> None:
     """Certified accuracy per radius, ACR and abstention rate; one table per claim.
 
@@ -902,9 +1050,248 @@ def report(
 
     with _user_errors():
         grid = parse_radii(radii) if radii is not None else None
+        if calibration and not filter_view:
+            raise InvalidParameterError(
+                "--calibration without --filter is invalid; valid: report --filter "
+                "--calibration TAU.json FILES"
+            )
+        if filter_view:
+            _print_filter_report(
+                results, grid, labels=label, plot_path=plot, calibrations=calibration or ()
+            )
+            return
         _print_report(
             results, grid, labels=label, latex=latex, plot_path=plot, console=_stderr_console()
         )
+
+
+@app.command()
+def attack(
+    model: Annotated[str, typer.Option(help=f"Bundled model: {_MODELS_HELP}.")] = "digits_cnn",
+    model_sigma: Annotated[
+        float | None,
+        typer.Option(
+            help="Noise level of the model's weights (default: --sigma, or its only one)."
+        ),
+    ] = None,
+    dataset: Annotated[str, typer.Option(help=f"Bundled dataset: {_DATASETS_HELP}.")] = "digits",
+    split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="l2 (attack-l2: PGD on a Gaussian-smoothed classifier) or hybrid "
+            "(attack-hybrid: token edits + image PGD on a smoothed text+image filter)."
+        ),
+    ] = "l2",
+    sigma: Annotated[
+        float | None,
+        typer.Option(help="Gaussian noise std of the smoothed classifier (default 0.25)."),
+    ] = None,
+    radii: Annotated[
+        str | None,
+        typer.Option(
+            help="Attacked L2 radii, input units (pixels in [0,1]), increasing (default "
+            "0.25,0.5,0.75,1.0; hybrid: 0,0.25,0.5)."
+        ),
+    ] = None,
+    beta: Annotated[
+        float | None, typer.Option(help="Hybrid: token substitution probability (the model's).")
+    ] = None,
+    alphabet: Annotated[
+        int | None, typer.Option(help="Hybrid: token alphabet size V (the dataset's).")
+    ] = None,
+    threat: Annotated[
+        str | None, typer.Option(help="Hybrid: text threat (default: the dataset's positions).")
+    ] = None,
+    target: Annotated[int | None, typer.Option(help="Hybrid: the filter's flagged class.")] = None,
+    tau: Annotated[float | None, typer.Option(help="Hybrid: the flagging threshold.")] = None,
+    d_max: Annotated[
+        int | None, typer.Option(help="Hybrid: largest number of substituted tokens (2).")
+    ] = None,
+    candidates: Annotated[
+        int | None, typer.Option(help="Hybrid: token substitutions scored per edit (32).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="PGD steps per radius (default 20).")] = None,
+    step_size: Annotated[
+        float | None, typer.Option(help="PGD step length (default 2.5 r / steps).")
+    ] = None,
+    noise_samples: Annotated[
+        int | None, typer.Option(help="Noise draws per gradient step (default 8).")
+    ] = None,
+    eval_n: Annotated[
+        int | None,
+        typer.Option(help="Noisy samples evaluating the smoothed classifier (default 1000)."),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Softmax temperature of the attacked score (1).")
+    ] = None,
+    score: Annotated[
+        str | None, typer.Option(help="Attacked score: softmax (SmoothAdv) or logits.")
+    ] = None,
+    random_start: Annotated[
+        bool, typer.Option("--random-start/--no-random-start", help="Random PGD start.")
+    ] = True,
+    clip: Annotated[
+        bool, typer.Option("--clip/--no-clip", help="Keep attacked pixels in [0, 1].")
+    ] = True,
+    alpha: Annotated[
+        float | None, typer.Option(help="Level of the flip test per radius (default 0.001).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
+    examples_per_batch: Annotated[
+        int, typer.Option(help="Examples sharing each evaluation pass (same records).")
+    ] = 1,
+    num_examples: Annotated[
+        int | None, typer.Option(help="Examples to attack (default: all selected).")
+    ] = None,
+    skip: Annotated[int, typer.Option(help="Take every skip-th example.")] = 1,
+    start: Annotated[int, typer.Option(help="Position of the first example.")] = 0,
+    seed: Annotated[int, typer.Option(help="Run seed (per-example seeds derive from it).")] = 0,
+    device: Annotated[str, typer.Option(help="Device: cpu, cuda, cuda:1, mps.")] = "cpu",
+    backend: Annotated[str, typer.Option(help="Where to run: local or ray.")] = "local",
+    workers: Annotated[
+        int | None, typer.Option(help="Ray workers, each with its own model copy.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Result file (default: results/<model>_attack-l2_<hash>.jsonl)."),
+    ] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot/--no-plot", help="Write a PNG next to the results.")
+    ] = True,
+) -> None:
+    """Attack the smoothed classifier (L2 PGD, SmoothAdv) at each radius: empirical robustness.
+
+    Writes a normal result file (method attack-l2 or attack-hybrid, claim "empirical": NOT
+    a certificate); `smoothcert report CERT.jsonl ATTACK.jsonl` compares it with certified
+    curves (hybrid: the attack's success rate per (d, r) next to the certified region).
+    Re-run the same command to resume.
+    """
+    from smoothcert._validation import check_int
+    from smoothcert.runner.config import default_run_stem
+
+    console = _stderr_console()
+    with _user_errors():
+        check_int(examples_per_batch, name="examples_per_batch", minimum=1)
+        if backend not in ("local", "ray"):
+            raise InvalidParameterError(
+                f"backend = {backend!r} is invalid; valid values: local, ray"
+            )
+        if method not in ("l2", "hybrid"):
+            raise InvalidParameterError(f"method = {method!r} is invalid; valid values: l2, hybrid")
+        if radii is None:
+            radii = "0.25,0.5,0.75,1.0" if method == "l2" else "0,0.25,0.5"
+        grid: list[float] = []
+        for item in radii.split(","):
+            try:
+                grid.append(float(item))
+            except ValueError:
+                raise InvalidParameterError(
+                    f"radius = {item.strip()!r} is invalid; valid: comma-separated numbers "
+                    "> 0, increasing, e.g. 0.25,0.5"
+                ) from None
+        run_fields = {
+            "model": model,
+            "model_sigma": model_sigma,
+            "dataset": dataset,
+            "split": split,
+            "batch_size": batch_size,
+            "num_examples": num_examples,
+            "skip": skip,
+            "start": start,
+            "seed": seed,
+        }
+        options = {
+            "sigma": sigma,
+            "radii": tuple(grid),
+            "steps": steps,
+            "step_size": step_size,
+            "noise_samples": noise_samples,
+            "eval_n": eval_n,
+            "temperature": temperature,
+            "score": score,
+            "random_start": random_start,
+            "clip": clip,
+            "alpha": alpha,
+        }
+        if method == "hybrid":
+            options = {
+                "sigma": sigma,
+                "radii": tuple(grid),
+                "steps": steps,
+                "step_size": step_size,
+                "noise_samples": noise_samples,
+                "n": eval_n if eval_n is not None else 1000,
+                "n0": 0,
+                "alpha": alpha,
+                "beta": beta,
+                "alphabet": alphabet,
+                "threat": threat,
+                "target": target,
+                "tau": tau,
+                "attack_d_max": d_max,
+                "candidates": candidates,
+                "temperature": temperature,
+                "score": score,
+            }
+        else:
+            options.update(
+                beta=beta,
+                alphabet=alphabet,
+                threat=threat,
+                target=target,
+                tau=tau,
+                attack_d_max=d_max,
+                candidates=candidates,
+            )
+        config = build_run_config(method=f"attack-{method}", options=options, run_fields=run_fields)
+        path = (
+            output
+            if output is not None
+            else _DEFAULT_RESULTS_DIR / f"{default_run_stem(config)}.jsonl"
+        )
+        from smoothcert.runner.run import RunProgress, run_certification, validate_run
+
+        validate_run(config, path, device=device)
+        run_backend = None
+        if backend == "ray":
+            from smoothcert.runner.ray_backend import RayBackend
+
+            run_backend = RayBackend(workers=workers)
+        summary = ", ".join(f"{k}={v}" for k, v in config.params.items() if v is not None)
+        console.print(
+            f"attacking {dataset}/{split} with {model} ({config.method}: {summary}) on {device} "
+            f"({backend}) -> {path}"
+        )
+        clock = {"last": time.monotonic()}
+
+        def on_progress(event: RunProgress) -> None:
+            now = time.monotonic()
+            if (
+                event.record is None
+                or now - clock["last"] >= LOG_EVERY_S
+                or event.done == event.total
+            ):
+                clock["last"] = now
+                console.print(f"attack {event.done}/{event.total}")
+
+        run_certification(
+            config,
+            path,
+            device=device,
+            progress=on_progress,
+            backend=run_backend,
+            examples_per_batch=examples_per_batch,
+        )
+        _print_report(
+            [path],
+            None,
+            labels=None,
+            latex=False,
+            plot_path=path.with_suffix(".png") if plot else None,
+            console=console,
+        )
+        console.print(f"results: {path}")
 
 
 @app.command()
@@ -924,14 +1311,22 @@ def recertify(
     bound: Annotated[
         str | None,
         typer.Option(
-            help="Re-decide with this bound: cp (votes only), hoeffding or bernstein "
-            "(betting needs the sample sequence, which files do not keep). Default: the file's."
+            help="Re-decide with this bound: cp (votes only), hoeffding, bernstein or betting "
+            "(combiner mono or top2; soft files need the histograms of a --score-bound "
+            "betting run). Default: the file's."
         ),
     ] = None,
     combiner: Annotated[
         str | None,
         typer.Option(
             help="Re-decide with this combiner: mono, top2, cpm or bonferroni. Default: the file's."
+        ),
+    ] = None,
+    tau: Annotated[
+        float | None,
+        typer.Option(
+            help="Re-decide a tokens/hybrid file at this threshold in (0, 1) (e.g. the "
+            "safety filter's tau from `smoothcert calibrate`). Default: the file's."
         ),
     ] = None,
 ) -> None:
@@ -952,12 +1347,50 @@ def recertify(
                 )
             method = "cohen-top2"
         written = run_recertify(
-            results, output, method=method, alpha=alpha, bound=bound, combiner=combiner
+            results, output, method=method, alpha=alpha, bound=bound, combiner=combiner, tau=tau
         )
         _print_report(
             [written], None, labels=None, latex=False, plot_path=None, console=_stderr_console()
         )
         typer.echo(f"wrote {written}", err=True)
+
+
+@app.command()
+def calibrate(
+    results: Annotated[
+        Path,
+        typer.Argument(help="A tokens/hybrid safety-filter result file (calibration split)."),
+    ],
+    fp_rate: Annotated[
+        float, typer.Option(help="Target false-positive rate on benign pairs, in (0, 1).")
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the calibration as JSON here.")
+    ] = None,
+) -> None:
+    """Choose a safety filter's tau on benign calibration pairs (never the test split).
+
+    Prints tau such that the smoothed filter's false-positive rate on benign pairs like
+    these is at most --fp-rate (marginal split-conformal guarantee, Monte Carlo error
+    included; see smoothcert.results.calibration). Certify with `certify --tau`, or
+    re-decide a test run with `recertify --tau`.
+    """
+    import json
+
+    from smoothcert.results.calibration import calibrate_file
+
+    with _user_errors():
+        cal = calibrate_file(results, fp_rate=fp_rate)
+        typer.echo(
+            f"tau = {cal.tau!r}: the smoothed filter's benign false-positive rate is at most "
+            f"{cal.guarantee:.4g} (target {cal.fp_rate:g}; {cal.num_benign} benign calibration "
+            f"pairs, upper bounds at alpha {cal.alpha:g}; rank {cal.rank}, u_(k) = "
+            f"{cal.threshold_upper:.6g}); on these pairs: {cal.calibration_fp_upper:.2%} "
+            f"upper bound >= tau, {cal.calibration_fp_point:.2%} point estimate >= tau"
+        )
+        if output is not None:
+            output.write_text(json.dumps(cal.to_dict()) + "\n")
+            typer.echo(f"wrote {output}", err=True)
 
 
 @app.command()

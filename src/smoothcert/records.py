@@ -43,7 +43,7 @@ from smoothcert.errors import InvalidParameterError
 RADIUS_UNITS = ("l2", "tokens")
 """``"l2"``: a radius in the units of the tensor the noise is added to; ``"tokens"``: edits."""
 
-CLAIMS = ("majority", "flagged", "prediction")
+CLAIMS = ("majority", "flagged", "prediction", "empirical")
 """What a record claims.
 
 * ``"majority"``: the smoothed classifier returns ``prediction`` on the whole certified
@@ -53,6 +53,10 @@ CLAIMS = ("majority", "flagged", "prediction")
   target class, never a majority class. Abstained means "not certified to stay flagged".
 * ``"prediction"``: Cohen et al.'s PREDICT: the class returned is the smoothed
   classifier's at the clean input with probability >= 1 - alpha; no radius.
+* ``"empirical"``: NOT a certificate: an attack's outcome (``attack-l2``,
+  :mod:`smoothcert.decisions.attack`): ``prediction`` is the smoothed classifier's clean
+  majority class and ``radius`` the largest radius of the attack's grid up to which no
+  flip was found (an upper bound on the robust radius, up to Monte Carlo error).
 """
 
 ROLES = (
@@ -62,10 +66,13 @@ ROLES = (
     "sigma_selection",
     "sigma_estimation",
     "round",
+    "attack",
 )
 """Roles of a sampling stage. Selection stages choose (a class, a sigma) and spend no alpha;
 the others are bounded at the alpha they record. A sequential run's estimation samples are
-drawn in ``round`` stages, in order; the last one records the alpha of the whole sequence."""
+drawn in ``round`` stages, in order; the last one records the alpha of the whole sequence.
+An ``attack`` stage counts the classes at an attacked input (one per radius of the grid of
+:mod:`smoothcert.decisions.attack`), tested at the alpha it records."""
 
 P = TypeVar("P", bound="Payload")
 _PAYLOADS: dict[str, type[Payload]] = {}
@@ -172,6 +179,104 @@ def _check_unit(value: Any, *, name: str, allow_none: bool = False) -> float | N
 
 
 @dataclass(frozen=True)
+class ScoreHistograms:
+    """Per-class histograms of a [0, 1] score over one stage's samples, stored sparsely.
+
+    Bin ``b < bins`` holds the scores in ``[b / bins, (b + 1) / bins)``, bin ``bins`` holds
+    exactly 1 (:func:`smoothcert.stats.bounded.histogram_edges`); the betting bounds read
+    them (:func:`smoothcert.stats.bounded.betting_histogram_lower`). JSON:
+    ``{"bins": B, "classes": [[[bin, count], ...], ...]}``, one list per class of its
+    occupied bins in increasing order (records stay small: at most ``min(n, B + 1)``
+    pairs per class).
+
+    Attributes:
+        bins: ``B``, a power of two, ``1 <= B <= 2^16``.
+        classes: per class, ``(bin, count)`` pairs with ``0 <= bin <= B``, strictly
+            increasing bins and counts ``>= 1``.
+
+    Example:
+        >>> h = ScoreHistograms.from_dense([[0, 3, 0], [1, 0, 2]])
+        >>> h.bins, h.classes, h.dense().tolist()
+        (2, (((1, 3),), ((0, 1), (2, 2))), [[0, 3, 0], [1, 0, 2]])
+    """
+
+    bins: int
+    classes: tuple[tuple[tuple[int, int], ...], ...]
+
+    def __post_init__(self) -> None:
+        bins = _check_count(self.bins, name="histogram bins")
+        if bins < 1 or bins & (bins - 1) or bins > 2**16:
+            raise InvalidParameterError(
+                f"histogram bins = {bins} is invalid; valid: a power of two 1 <= bins <= 65536"
+            )
+        classes = []
+        for pairs in self.classes:
+            try:
+                row = tuple(
+                    (_check_count(b, name="bin"), _check_count(c, name="count")) for b, c in pairs
+                )
+            except (TypeError, ValueError):
+                raise InvalidParameterError(
+                    f"histogram pairs {pairs!r} are invalid; valid: [bin, count] integer pairs"
+                ) from None
+            for i, (b, c) in enumerate(row):
+                if not 0 <= b <= bins or c < 1 or (i and b <= row[i - 1][0]):
+                    raise InvalidParameterError(
+                        f"histogram pair [{b}, {c}] is invalid; valid: [bin, count] with "
+                        f"0 <= bin <= {bins} in increasing order and count >= 1"
+                    )
+            classes.append(row)
+        object.__setattr__(self, "bins", bins)
+        object.__setattr__(self, "classes", tuple(classes))
+
+    def totals(self) -> tuple[int, ...]:
+        """Samples counted per class."""
+        return tuple(sum(c for _, c in row) for row in self.classes)
+
+    def dense(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The counts as an int64 array ``(num_classes, bins + 1)``."""
+        out = np.zeros((len(self.classes), self.bins + 1), dtype=np.int64)
+        for k, row in enumerate(self.classes):
+            for b, c in row:
+                out[k, b] = c
+        return out
+
+    @classmethod
+    def from_dense(cls, counts: Any) -> ScoreHistograms:
+        """From counts ``(num_classes, B + 1)`` (e.g. what the sampler accumulates)."""
+        arr = np.asarray(counts)
+        if arr.ndim != 2 or arr.shape[1] < 2:
+            raise InvalidParameterError(
+                f"histogram counts of shape {arr.shape} are invalid; valid: (classes, B + 1)"
+            )
+        return cls(
+            arr.shape[1] - 1,
+            tuple(tuple((int(b), int(row[b])) for b in np.flatnonzero(row)) for row in arr),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"bins": B, "classes": [[[bin, count], ...], ...]}``."""
+        return {"bins": self.bins, "classes": [[[b, c] for b, c in row] for row in self.classes]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ScoreHistograms:
+        """Rebuild from :meth:`to_dict` output."""
+        if not isinstance(data, Mapping) or set(data) != {"bins", "classes"}:
+            raise InvalidParameterError(
+                f"score_histograms = {data!r} is invalid; valid: an object with 'bins' and "
+                "'classes'"
+            )
+        try:
+            classes = tuple(tuple((b, c) for b, c in row) for row in data["classes"])
+        except (TypeError, ValueError):
+            raise InvalidParameterError(
+                "score_histograms classes are invalid; valid: per class a list of "
+                "[bin, count] pairs"
+            ) from None
+        return cls(data["bins"], classes)
+
+
+@dataclass(frozen=True)
 class StageEvidence:
     """The raw outcome of one sampling stage.
 
@@ -184,6 +289,9 @@ class StageEvidence:
             empty when the stage records scores only.
         score_sums: per-class sums of a [0, 1] score over the samples, or None.
         score_sq_sums: per-class sums of the squared score, or None.
+        score_histograms: per-class histograms of the score (:class:`ScoreHistograms`,
+            each class counting all ``n`` samples), kept only when a betting bound was
+            asked for (``score_bound="betting"``), else None.
     """
 
     role: str
@@ -192,6 +300,7 @@ class StageEvidence:
     counts: tuple[int, ...] = ()
     score_sums: tuple[float, ...] | None = None
     score_sq_sums: tuple[float, ...] | None = None
+    score_histograms: ScoreHistograms | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -221,6 +330,19 @@ class StageEvidence:
                         f"{name} = {values!r} is invalid; valid: finite sums in [0, n = {n}]"
                     )
                 object.__setattr__(self, name, floats)
+        hist = self.score_histograms
+        if hist is not None:
+            if not isinstance(hist, ScoreHistograms):
+                raise InvalidParameterError(
+                    f"score_histograms of type {type(hist).__name__} are invalid; valid: "
+                    "ScoreHistograms or None"
+                )
+            totals = hist.totals()
+            if any(t != n for t in totals) or (counts and len(totals) != len(counts)):
+                raise InvalidParameterError(
+                    f"score_histograms count {totals} samples per class; valid: n = {n} for "
+                    f"each of the {len(counts) or len(totals)} classes"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (None score fields are left out)."""
@@ -234,6 +356,8 @@ class StageEvidence:
             out["score_sums"] = list(self.score_sums)
         if self.score_sq_sums is not None:
             out["score_sq_sums"] = list(self.score_sq_sums)
+        if self.score_histograms is not None:
+            out["score_histograms"] = self.score_histograms.to_dict()
         return out
 
     @classmethod
@@ -249,6 +373,8 @@ class StageEvidence:
         for key in ("counts", "score_sums", "score_sq_sums"):
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])
+        if kwargs.get("score_histograms") is not None:
+            kwargs["score_histograms"] = ScoreHistograms.from_dict(kwargs["score_histograms"])
         return cls(**kwargs)
 
 

@@ -118,7 +118,7 @@ def test_subset_keeps_stable_indices() -> None:
 
 
 def test_registry_listing() -> None:
-    assert list_datasets() == ["digits", "fashion_mnist", "listings"]
+    assert list_datasets() == ["digits", "fair", "fashion_mnist", "listings"]
     assert dataset_splits("digits") == ("train", "test")
     assert "load_digits" in describe_dataset("digits")
 

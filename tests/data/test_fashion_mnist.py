@@ -173,7 +173,7 @@ def test_missing_data_names_places_and_the_install_command(
     assert dataset_splits("fashion_mnist") == ("train", "calibration", "test")
     assert dataset_kind("fashion_mnist") == "image"
     assert INSTALL in describe_dataset("fashion_mnist")
-    assert smoothcert.data.list_datasets() == ["digits", "fashion_mnist", "listings"]
+    assert smoothcert.data.list_datasets() == ["digits", "fair", "fashion_mnist", "listings"]
 
 
 def test_corrupt_file_is_named(

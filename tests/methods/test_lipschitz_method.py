@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -21,8 +22,13 @@ from smoothcert.errors import InvalidParameterError
 from smoothcert.methods.lipschitz import certify, prepare
 from smoothcert.methods.registry import get_method
 from smoothcert.models import lipschitz_upper_bound, load_model
-from smoothcert.records import Evidence, StageEvidence
-from smoothcert.stats.bounded import empirical_bernstein_lower, hoeffding_lower
+from smoothcert.records import Evidence, ScoreHistograms, StageEvidence
+from smoothcert.stats.bounded import (
+    betting_histogram_lower,
+    empirical_bernstein_lower,
+    hoeffding_lower,
+    score_histogram,
+)
 
 SQRT2_4 = math.sqrt(2.0) / 4.0
 
@@ -139,7 +145,7 @@ def test_params_validation() -> None:
         ({"logit_lipschitz": 0.0}, "logit_lipschitz"),
         ({"logit_lipschitz": math.inf}, "logit_lipschitz"),
         ({"logit_lipschitz": math.nan}, "logit_lipschitz"),
-        ({"score_bound": "betting"}, "score_bound"),
+        ({"score_bound": "cp"}, "score_bound"),
         ({"n": 1}, "n = 1"),
     ):
         with pytest.raises(InvalidParameterError, match=text):
@@ -180,6 +186,44 @@ def test_radius_is_lipschitz_radius_of_an_independent_bound(score_bound: str) ->
             assert res.radius == pytest.approx(radius, rel=1e-12)
         else:
             assert res.abstained and res.prediction is None and res.radius == 0.0
+
+
+def test_betting_reads_the_histograms_and_feeds_the_lipschitz_radius() -> None:
+    rng = np.random.default_rng(5)
+    n = 2000
+    scores = rng.dirichlet((1.0, 12.0), size=n)  # class 1 scores, mean 12/13
+    q = np.floor(scores * 2.0**31) / 2.0**31
+    est = StageEvidence(
+        "estimation",
+        n=n,
+        alpha=0.001,
+        counts=tuple(int(c) for c in np.bincount(scores.argmax(1), minlength=2)),
+        score_sums=tuple(float(v) for v in q.sum(0)),
+        score_sq_sums=tuple(float(v) for v in (q * q).sum(0)),
+        score_histograms=ScoreHistograms.from_dense(score_histogram(scores.T)),
+    )
+    sel = StageEvidence(
+        "selection",
+        n=10,
+        alpha=0.0,
+        counts=(1, 9),
+        score_sums=(1.0, 9.0),
+        score_sq_sums=(0.5, 8.5),
+    )
+    ev = Evidence((sel, est), GaussianFacts(num_classes=2), seed=0)
+    p = params(score_bound="betting", n=n, temperature=1.0)
+    res = decide_lipschitz(ev, p)
+    expected = float(betting_histogram_lower(score_histogram(scores.T)[1], alpha=p.alpha))
+    assert res.prediction == 1 and res.p_lower == expected
+    l_s = SQRT2_4 * p.temperature * p.logit_lipschitz
+    assert res.radius == pytest.approx(
+        float(lipschitz_radius(expected, sigma=p.sigma, lipschitz=l_s)), rel=1e-12
+    )
+    bern = decide_lipschitz(ev, params(score_bound="bernstein", n=n, temperature=1.0))
+    assert res.p_lower > bern.p_lower - 1e-3  # same samples; betting is not looser here
+    without = Evidence((sel, dataclasses.replace(est, score_histograms=None)), ev.facts, seed=0)
+    with pytest.raises(InvalidParameterError, match="histograms"):
+        decide_lipschitz(without, p)
 
 
 def test_radius_is_never_below_cohens_for_the_same_bound() -> None:

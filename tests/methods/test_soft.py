@@ -73,7 +73,7 @@ def bernstein(mean: float, var: float, n: int, alpha: float) -> float:
         ({"temperature": -2.0}, "temperature = -2.0 is invalid"),
         ({"temperature": float("inf")}, "temperature = inf is invalid"),
         ({"score_map": "argmax"}, "score_map = 'argmax' is invalid.*'hardmax', 'softmax'"),
-        ({"score_bound": "betting"}, "score_bound = 'betting' is invalid.*'hoeffding'"),
+        ({"score_bound": "kelly"}, "score_bound = 'kelly' is invalid.*'hoeffding'"),
         ({"n": 1}, "n = 1 is invalid with score_bound = 'bernstein'"),
         ({"sigma": 0.0}, "sigma = 0.0 is invalid"),
         ({"alpha": 1.0}, "alpha = 1.0 is invalid"),

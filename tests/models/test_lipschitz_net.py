@@ -1,4 +1,4 @@
-"""The certified-Lipschitz digits network and the generic product-of-norms bound."""
+"""The certified-Lipschitz networks (digits, Fashion-MNIST) and the generic norm bound."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from smoothcert.errors import AssetError, InvalidParameterError
 from smoothcert.models import (
     DigitsCNN,
     DigitsLipschitzNet,
+    FashionLipschitzNet,
     MaxMin,
     available_sigmas,
     default_weights_dir,
@@ -28,6 +29,11 @@ from smoothcert.models import (
 )
 
 SIGMAS = (0.25, 0.5, 1.0)
+NETS = {
+    "digits_lipschitz": (DigitsLipschitzNet, "digits"),
+    "fmnist_lipschitz": (FashionLipschitzNet, "fashion_mnist"),
+}
+MODEL_SIGMAS = [(name, sigma) for name in NETS for sigma in SIGMAS]
 
 
 @pytest.fixture()
@@ -37,27 +43,28 @@ def weights_copy(tmp_path: Path) -> Path:
     return target
 
 
-def _entry(sigma: float) -> dict:
+def _entry(sigma: float, name: str = "digits_lipschitz") -> dict:
     files = read_manifest()["files"]
-    return files[f"digits_lipschitz_sigma{sigma!r}.pt"]
+    return files[f"{name}_sigma{sigma!r}.pt"]
 
 
-def test_bundled_weights_listed_with_sha256_and_certified_constant() -> None:
-    assert available_sigmas("digits_lipschitz") == SIGMAS
+@pytest.mark.parametrize("name", NETS)
+def test_bundled_weights_listed_with_sha256_and_certified_constant(name: str) -> None:
+    assert available_sigmas(name) == SIGMAS
     for sigma in SIGMAS:
-        entry = _entry(sigma)
-        blob = (default_weights_dir() / f"digits_lipschitz_sigma{sigma!r}.pt").read_bytes()
+        entry = _entry(sigma, name)
+        blob = (default_weights_dir() / f"{name}_sigma{sigma!r}.pt").read_bytes()
         assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
-        assert len(blob) == entry["size_bytes"] < 300_000
+        assert len(blob) == entry["size_bytes"] < 1_500_000
         assert 1.0 <= entry["lipschitz"] < 1.0001  # orthogonal layers: 1 up to rounding
 
 
-@pytest.mark.parametrize("sigma", SIGMAS)
-def test_load_sets_the_recorded_constant_and_it_bounds_the_weights(sigma: float) -> None:
-    model = load_model("digits_lipschitz", sigma=sigma)
-    assert isinstance(model, DigitsLipschitzNet) and not model.training
-    assert model.weights_sha256 == weights_info("digits_lipschitz", sigma).sha256
-    assert model.lipschitz == _entry(sigma)["lipschitz"]
+@pytest.mark.parametrize(("name", "sigma"), MODEL_SIGMAS)
+def test_load_sets_the_recorded_constant_and_it_bounds_the_weights(name: str, sigma: float) -> None:
+    model = load_model(name, sigma=sigma)
+    assert isinstance(model, NETS[name][0]) and not model.training
+    assert model.weights_sha256 == weights_info(name, sigma).sha256
+    assert model.lipschitz == _entry(sigma, name)["lipschitz"]
     # Recomputed independently: the plain float64 SVD of every linear layer.
     norms = [
         np.linalg.svd(m.weight.detach().double().numpy(), compute_uv=False)[0]
@@ -70,17 +77,17 @@ def test_load_sets_the_recorded_constant_and_it_bounds_the_weights(sigma: float)
 
 
 def _float64(model: nn.Module) -> nn.Module:
-    copy = DigitsLipschitzNet()
+    copy = type(model)()
     copy.load_state_dict(model.state_dict())
     return copy.double().eval()
 
 
-@pytest.mark.parametrize("sigma", SIGMAS)
-def test_certified_constant_holds_on_random_pairs(sigma: float) -> None:
-    model = load_model("digits_lipschitz", sigma=sigma)
+@pytest.mark.parametrize(("name", "sigma"), MODEL_SIGMAS)
+def test_certified_constant_holds_on_random_pairs(name: str, sigma: float) -> None:
+    model = load_model(name, sigma=sigma)
     net = _float64(model)
     gen = torch.Generator().manual_seed(int(sigma * 100))
-    images = torch.from_numpy(load_dataset("digits", "test").images[:200].copy()).double()
+    images = torch.from_numpy(load_dataset(NETS[name][1], "test").images[:200].copy()).double()
     x = images + sigma * torch.randn(images.shape, generator=gen, dtype=torch.float64)
     ratios = []
     for scale in (1e-3, 0.1, 1.0, 5.0):
@@ -97,17 +104,18 @@ def test_certified_constant_holds_on_random_pairs(sigma: float) -> None:
     assert float(ratio.max()) > 0.3  # not vacuous: the network uses its budget
 
 
-@pytest.mark.parametrize("sigma", SIGMAS)
-def test_jacobian_norm_never_exceeds_the_constant(sigma: float) -> None:
-    model = load_model("digits_lipschitz", sigma=sigma)
+@pytest.mark.parametrize(("name", "sigma"), MODEL_SIGMAS)
+def test_jacobian_norm_never_exceeds_the_constant(name: str, sigma: float) -> None:
+    model = load_model(name, sigma=sigma)
     net = _float64(model)
     gen = torch.Generator().manual_seed(7)
+    shape = (1, *model.input_shape)
     worst = 0.0
     for _ in range(40):
-        x = torch.rand(1, 1, 8, 8, generator=gen, dtype=torch.float64) + sigma * torch.randn(
-            1, 1, 8, 8, generator=gen, dtype=torch.float64
+        x = torch.rand(shape, generator=gen, dtype=torch.float64) + sigma * torch.randn(
+            shape, generator=gen, dtype=torch.float64
         )
-        jac = torch.autograd.functional.jacobian(net, x).reshape(10, 64)
+        jac = torch.autograd.functional.jacobian(net, x).reshape(10, -1)
         worst = max(worst, float(torch.linalg.matrix_norm(jac, ord=2)))
         # every logit's gradient, too (the Jacobian's rows)
         assert float(jac.norm(dim=1).max()) <= model.lipschitz
@@ -176,10 +184,11 @@ def test_ordinary_models_have_no_certified_constant() -> None:
     assert not hasattr(load_model("digits_cnn", sigma=0.5), "lipschitz")
 
 
-def test_short_training_is_deterministic_orthogonal_and_certified() -> None:
-    a = train_model("digits_lipschitz", sigma=0.5, epochs=1, max_examples=128, seed=1)
-    b = train_model("digits_lipschitz", sigma=0.5, epochs=1, max_examples=128, seed=1)
-    assert isinstance(a, DigitsLipschitzNet)
+@pytest.mark.parametrize("name", NETS)
+def test_short_training_is_deterministic_orthogonal_and_certified(name: str) -> None:
+    a = train_model(name, sigma=0.5, epochs=1, max_examples=128, seed=1)
+    b = train_model(name, sigma=0.5, epochs=1, max_examples=128, seed=1)
+    assert isinstance(a, NETS[name][0])
     assert all(a.state_dict()[k].equal(b.state_dict()[k]) for k in a.state_dict())
     assert 1.0 <= a.lipschitz < 1.0001
     assert a.lipschitz == lipschitz_upper_bound(a)

@@ -39,8 +39,10 @@ def test_listing() -> None:
         "digits_cnn",
         "digits_lipschitz",
         "fmnist_cnn",
+        "fmnist_lipschitz",
         "fmnist_sigma_estimator",
         "listing_filter",
+        "tabular_mlp",
     ]
     assert available_sigmas("digits_cnn") == SIGMAS
     assert available_sigmas() == SIGMAS

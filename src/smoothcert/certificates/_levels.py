@@ -20,6 +20,16 @@ beta)``. The clean law of ``k`` over ``e`` positions is the ``e``-fold convoluti
 overflow or underflow for ``e`` in the thousands); the adversarial law is its mirror
 image ``q_k = p_{-k}``.
 
+Any-token attacker (``attacker="any"``, uniform kernel extended to tokens outside the
+alphabet: such a token is kept with probability ``1 - beta``, otherwise replaced by one of
+the ``V`` alphabet tokens uniformly). Per position where the attacker writes an
+out-of-alphabet token ``o`` over an alphabet token ``u``, the noisy token is ``o`` (clean
+0, adversarial ``1 - beta``: the ratio-infinity atom), ``u`` (clean ``1 - beta``,
+adversarial ``beta / V``) or another alphabet token (clean ``beta / (V - 1)``, adversarial
+``beta / V`` each); see :func:`outside_levels`. A clean out-of-alphabet token that the
+attacker overwrites gives at most the mask experiment with the same ``beta`` (ratio 0,
+1, infinity; see :func:`any_levels`).
+
 Mask kernel: the ``e`` attacked positions are all masked with probability ``v = beta^e``
 (ratio 1); otherwise the clean sample shows ``u`` somewhere (ratio 0) and the adversarial
 one shows ``u'`` somewhere (ratio infinity).
@@ -40,9 +50,11 @@ import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import gammaln
 
 FloatArray = NDArray[np.float64]
 
@@ -237,22 +249,142 @@ def mask_levels(beta: float, e: int) -> Levels:
     return make_levels(z, np.array([lv]), np.array([lv]), lv, lv)
 
 
+def outside_dominates(beta: float, vocab_size: int) -> bool:
+    """Whether ``beta <= V / (V + 1)``, exactly (``beta`` is compared as a rational).
+
+    In that regime one out-of-alphabet write is more informative than any other
+    single-position edit of the uniform kernel, so the all-out-of-alphabet attack is the
+    worst case of the any-token attacker (proof in :func:`any_levels`).
+    """
+    return Fraction(beta) * (vocab_size + 1) <= vocab_size
+
+
+def outside_levels(beta: float, vocab_size: int, e: int) -> Levels:
+    """Levels of ``e`` out-of-alphabet writes over alphabet tokens (uniform kernel).
+
+    Per position: noisy ``u`` has ratio ``rho_o = beta / (V (1 - beta))`` (clean
+    ``1 - beta``, adversarial ``beta / V``), another alphabet token ratio ``(V - 1) / V``
+    (clean ``beta``, adversarial ``beta (V - 1) / V`` in all), and the written token
+    itself the ratio-infinity atom (adversarial ``1 - beta``). Over ``e`` positions the
+    number ``m`` of noisy ``u`` is binomial: level ``rho_o^m ((V - 1) / V)^(e - m)``; the
+    finite adversarial mass is ``beta^e``.
+    """
+    if e == 0:
+        return point_levels()
+    m = np.arange(e + 1, dtype=np.float64)
+    log_binom = gammaln(e + 1.0) - gammaln(m + 1.0) - gammaln(e - m + 1.0)
+    log_keep = math.log1p(-beta)
+    log_b = math.log(beta)
+    log_bv = log_b - math.log(vocab_size)
+    log_vm = math.log1p(-1.0 / vocab_size)
+    log_ratio = m * (log_bv - log_keep) + (e - m) * log_vm
+    log_clean = log_binom + m * log_keep + (e - m) * log_b
+    log_adv = log_binom + m * log_bv + (e - m) * (log_b + log_vm)
+    return make_levels(log_ratio, log_clean, log_adv, 0.0, e * log_b)
+
+
+def any_levels(beta: float, vocab_size: int, e: int, outside: int) -> Levels:
+    """Worst-case levels of ``e`` any-token edits, ``outside`` clean tokens outside the alphabet.
+
+    Valid when :func:`outside_dominates` holds: the worst attack overwrites
+    ``m = min(e, outside)`` clean out-of-alphabet tokens (mask experiment with ``beta``:
+    ratio 0 with clean mass ``1 - beta``, 1 with ``beta``, infinity with adversarial
+    ``1 - beta`` per position) and writes out-of-alphabet tokens over ``e - m`` alphabet
+    tokens (:func:`outside_levels`).
+
+    Proof (Blackwell garblings; a garbling of an experiment has a pointwise larger
+    Neyman-Pearson bound, and garblings tensorise over independent positions). Write a
+    single-position experiment as (clean, adversarial) masses per noisy outcome.
+
+    * Alphabet write ``u -> u'`` (outcomes ``u``, ``u'``, other) is a garbling of the
+      out-of-alphabet write ``u -> o`` (outcomes ``U``, ``W`` = another alphabet token,
+      ``O`` = ``o``): send ``U`` to ``u``; ``W`` to ``u'`` w.p. ``1 / (V - 1)``, else to
+      other; ``O`` to ``u`` w.p. ``beta / (V (V - 1)(1 - beta))``, to ``u'`` w.p.
+      ``1 - beta / (V (1 - beta))``, else to other. All are probabilities iff
+      ``beta <= V / (V + 1)``, and the images are exactly ``(1 - beta, a)``, ``(a,
+      1 - beta)``, ``(beta - a, beta - a)`` with ``a = beta / (V - 1)``.
+    * The mask experiment with ``beta`` is the most informative of all experiments
+      whose total variation is at most ``1 - beta`` (split both laws into their common
+      part, of mass ``>= beta``, and the rest). Every edit here has total variation at
+      most ``1 - beta`` in this regime: ``u -> u'`` (``|1 - beta - a|``), ``u -> o`` and
+      ``o -> u`` (``1 - beta``), ``o -> o'`` (exactly the mask experiment).
+
+    So any allocation of edits is a garbling of the one returned (replace each edit by a
+    more informative one), and the bound is monotone in the number of edits.
+    """
+    m = min(e, outside)
+    out = outside_levels(beta, vocab_size, e - m)
+    if m == 0:
+        return out
+    return product(mask_levels(beta, m), out)
+
+
+ATTACKERS: tuple[str, ...] = ("alphabet", "any")
+
+
 @dataclass(frozen=True)
 class Group:
     """Fields sharing one kernel (same kernel, beta, alphabet), merged.
 
     ``cap`` is the total number of eligible positions of the group (``None``: unbounded).
+    ``attacker`` is ``"alphabet"`` or ``"any"`` (uniform kernel only; a mask group is
+    always ``"alphabet"``, its levels are the same); ``outside`` the number of eligible
+    positions whose clean token lies outside the alphabet (``"any"`` only).
     """
 
     kernel: str
     beta: float
     vocab_size: int
     cap: int | None
+    attacker: str = "alphabet"
+    outside: int = 0
+
+    @property
+    def mixed(self) -> bool:
+        """Any-token attacker where the all-out-of-alphabet attack is not proven worst.
+
+        Then every split of the edits into alphabet and out-of-alphabet writes is an
+        attack of its own (:meth:`AttackLevels.at`).
+        """
+        return (
+            self.attacker == "any"
+            and self.kernel == "uniform"
+            and not outside_dominates(self.beta, self.vocab_size)
+        )
+
+
+def mixed_attacks(group: Group, alphabet_writes: Sequence[Levels], e: int) -> list[Levels]:
+    """Levels of every split of ``e`` edits of a :attr:`Group.mixed` group.
+
+    ``alphabet_writes[k]`` are the levels of ``k`` alphabet writes; split ``j`` writes
+    ``j`` out-of-alphabet tokens and ``e - j`` alphabet ones (``j = 0..e``). The clean
+    tokens all lie in the alphabet (``group.outside == 0``, enforced by the callers).
+    """
+    out: list[Levels] = []
+    for j in range(e + 1):
+        lev = outside_levels(group.beta, group.vocab_size, j)
+        out.append(
+            lev
+            if j == e
+            else alphabet_writes[e - j]
+            if j == 0
+            else product(alphabet_writes[e - j], lev)
+        )
+    return out
 
 
 def iter_group_levels(group: Group) -> Iterator[Levels]:
-    """Yield the levels of ``e`` edits inside ``group`` for e = 0, 1, 2, ..."""
-    if group.kernel == "mask":
+    """Yield the levels of ``e`` edits inside ``group`` for e = 0, 1, 2, ...
+
+    For a :attr:`Group.mixed` group: the levels of ``e`` ALPHABET writes (the
+    out-of-alphabet splits are added by :class:`AttackLevels`).
+    """
+    if group.attacker == "any" and group.kernel == "uniform" and not group.mixed:
+        e = 0
+        while True:
+            yield any_levels(group.beta, group.vocab_size, e, group.outside)
+            e += 1
+    elif group.kernel == "mask":
         e = 0
         while True:
             yield mask_levels(group.beta, e)
@@ -264,9 +396,13 @@ def iter_group_levels(group: Group) -> Iterator[Levels]:
 
 
 @functools.lru_cache(maxsize=256)
-def _group_levels_cached(kernel: str, beta: float, vocab_size: int, e: int) -> Levels:
+def _group_levels_cached(
+    kernel: str, beta: float, vocab_size: int, e: int, attacker: str, outside: int
+) -> Levels:
     if kernel == "mask":
         return mask_levels(beta, e)
+    if attacker == "any" and outside_dominates(beta, vocab_size):
+        return any_levels(beta, vocab_size, e, outside)
     log_rho = _uniform_params(beta, vocab_size)[3]
     it = iter_uniform_log_pmf(beta, vocab_size)
     pmf = next(it)
@@ -276,9 +412,9 @@ def _group_levels_cached(kernel: str, beta: float, vocab_size: int, e: int) -> L
 
 
 def group_levels(group: Group, e: int) -> Levels:
-    """Levels of ``e`` edits inside ``group`` (cached)."""
+    """Levels of ``e`` edits inside ``group`` (cached; alphabet writes for a mixed group)."""
     vocab = group.vocab_size if group.kernel == "uniform" else 0
-    return _group_levels_cached(group.kernel, group.beta, vocab, e)
+    return _group_levels_cached(group.kernel, group.beta, vocab, e, group.attacker, group.outside)
 
 
 def product(a: Levels, b: Levels) -> Levels:
@@ -374,6 +510,8 @@ class AttackLevels:
         """
         caps = self._caps(d)
         total = min(d, sum(caps))
+        if len(self.groups) == 1 and self.groups[0].mixed:
+            return (total + 1) * (2 * total + 1) * (total + 1) + ALLOCATION_OVERHEAD
         if len(self.groups) == 1:
             return self._group(0, total).size + ALLOCATION_OVERHEAD
         for i, c in enumerate(caps):
@@ -395,6 +533,11 @@ class AttackLevels:
         """Return ``[(allocation, levels), ...]`` of every worst-case attack at budget ``d``."""
         caps = self._caps(d)
         total = min(d, sum(caps))
+        if len(self.groups) == 1 and self.groups[0].mixed:
+            table = self._tables[0]
+            while len(table) <= total:
+                table.append(next(self._iters[0]))
+            return [((total,), lev) for lev in mixed_attacks(self.groups[0], table, total)]
         out: list[tuple[tuple[int, ...], Levels]] = []
         for alloc in allocations(caps, total):
             lev: Levels | None = None
@@ -411,6 +554,9 @@ def attack_levels(groups: Sequence[Group], d: int) -> list[tuple[tuple[int, ...]
     """Like :meth:`AttackLevels.at` for one ``d``, from the cached per-group levels."""
     caps = [d if g.cap is None else min(d, g.cap) for g in groups]
     total = min(d, sum(caps))
+    if len(groups) == 1 and groups[0].mixed:
+        table = [group_levels(groups[0], k) for k in range(total + 1)]
+        return [((total,), lev) for lev in mixed_attacks(groups[0], table, total)]
     out: list[tuple[tuple[int, ...], Levels]] = []
     for alloc in allocations(caps, total):
         lev: Levels | None = None
@@ -515,6 +661,28 @@ def discrete_lower(levels: Levels, p: FloatArray) -> tuple[FloatArray, FloatArra
 _CHERNOFF_S = np.linspace(0.0, 1.0, 65)
 
 
+def _log_mgf_edits(group: Group, e: int, s: FloatArray) -> FloatArray:
+    """``log E_clean[ratio^s]`` of ONE valid attack with ``e`` edits in ``group``.
+
+    The alphabet attack of :func:`_log_mgf`; for the any-token attacker, the attack of
+    :func:`any_levels` (``min(e, outside)`` mask-like edits, the rest out-of-alphabet
+    writes: ``(1 - beta) rho_o^s + beta ((V - 1) / V)^s`` per position, the written token
+    itself being singular to the clean law). Any valid attack bounds the worst case.
+    """
+    if group.attacker != "any" or group.kernel != "uniform":
+        return e * _log_mgf(group, s)
+    m = min(e, group.outside)
+    log_mask = np.where(s > 0.0, math.log(group.beta), 0.0)
+    log_keep = math.log1p(-group.beta)
+    log_rho_o = math.log(group.beta) - math.log(group.vocab_size) - log_keep
+    per = np.logaddexp(
+        log_keep + s * log_rho_o,
+        math.log(group.beta) + s * math.log1p(-1.0 / group.vocab_size),
+    )
+    out: FloatArray = m * log_mask + (e - m) * per
+    return out
+
+
 def _log_mgf(group: Group, s: FloatArray) -> FloatArray:
     """``log E_clean[ratio^s]`` for ONE attacked position of ``group``, ``s`` in [0, 1].
 
@@ -565,7 +733,7 @@ def log_bound_upper(groups: Sequence[Group], d: int, log_eps: float) -> float:
         e = d if g.cap is None else min(d, g.cap)
         if e == 0:
             continue
-        lam = e * _log_mgf(g, s)  # log M(s) of e positions, non-positive
+        lam = _log_mgf_edits(g, e, s)  # log M(s) of e positions, non-positive
         pos = s > 0.0
         tau = (lam[pos] - log_eps) / s[pos]  # one threshold per s > 0
         # log Q(A) <= (1 - s') tau + lam(s'), minimised over s' for each tau.

@@ -46,6 +46,7 @@ from smoothcert._validation import (
 from smoothcert.certificates._levels import AttackLevels, FloatArray, Levels, attack_levels
 from smoothcert.certificates._mixture import hybrid_point, radius_step
 from smoothcert.certificates.tokens import (
+    Attacker,
     Kernel,
     TokenField,
     as_output,
@@ -68,6 +69,8 @@ def hybrid_lower_bound(
     vocab_size: int | None = None,
     kernel: Kernel = "uniform",
     fields: Sequence[TokenField] | None = None,
+    attacker: Attacker = "alphabet",
+    clean_outside: int = 0,
 ) -> Any:
     """Worst-case probability ``L(d, r)`` of the certified outcome under a joint attack.
 
@@ -104,6 +107,11 @@ def hybrid_lower_bound(
         kernel: ``"uniform"`` or ``"mask"``.
         fields: heterogeneous alternative to ``beta``/``vocab_size``/``kernel``; the
             result is the minimum over every allocation of the ``d`` edits to fields.
+        attacker: ``"alphabet"`` or ``"any"`` (any vocabulary id; see
+            :func:`~smoothcert.certificates.token_lower_bound`). The any-token levels
+            carry a ratio-infinity atom (the written token itself, clean mass 0): it never
+            enters the worst-case set, and its adversarial mass is lost for the outcome.
+        clean_outside: clean eligible tokens outside the alphabet (``attacker="any"``).
 
     Returns:
         ``L(d, r)`` in [0, 1], float64 scalar or array (broadcast shape of ``p_lower``
@@ -120,12 +128,22 @@ def hybrid_lower_bound(
         0.275
         >>> round(float(hybrid_lower_bound(0.9, d=1, r=0.1, sigma=1.0, beta=0.3, vocab_size=5)), 4)
         0.2705
+        >>> round(float(hybrid_lower_bound(0.9, d=1, r=0.0, sigma=1.0, beta=0.3, vocab_size=5,
+        ...                                attacker="any")), 6)
+        0.22
     """
     p = check_probability_array(p_lower, name="p_lower")
     d = check_int(d, name="d", minimum=0)
     r_arr = check_nonnegative_array(r, name="r")
     sigma = check_positive(sigma, name="sigma")
-    groups = resolve_groups(beta=beta, vocab_size=vocab_size, kernel=kernel, fields=fields)
+    groups = resolve_groups(
+        beta=beta,
+        vocab_size=vocab_size,
+        kernel=kernel,
+        fields=fields,
+        attacker=attacker,
+        clean_outside=clean_outside,
+    )
     check_allocations(groups, d)
     p_b, r_b = np.broadcast_arrays(p, r_arr)
     shape = p_b.shape
@@ -193,6 +211,8 @@ def hybrid_radius_curve(
     tau: float = 0.5,
     kernel: Kernel = "uniform",
     fields: Sequence[TokenField] | None = None,
+    attacker: Attacker = "alphabet",
+    clean_outside: int = 0,
 ) -> Any:
     """Certified image radius ``r(d)`` for ``d = 0..d_max`` substituted tokens.
 
@@ -224,6 +244,8 @@ def hybrid_radius_curve(
             threshold of a safety filter (may be tiny, e.g. ``4.6e-5``).
         kernel: ``"uniform"`` or ``"mask"``.
         fields: heterogeneous alternative to ``beta``/``vocab_size``/``kernel``.
+        attacker: ``"alphabet"`` or ``"any"`` (see :func:`hybrid_lower_bound`).
+        clean_outside: clean eligible tokens outside the alphabet (``attacker="any"``).
 
     Returns:
         float64 array of shape ``p_lower.shape + (d_max + 1,)``: ``r(d)`` in the units of
@@ -246,7 +268,14 @@ def hybrid_radius_curve(
     d_max = check_int(d_max, name="d_max", minimum=0)
     sigma = check_positive(sigma, name="sigma")
     tau = check_open_unit(tau, name="tau")
-    groups = resolve_groups(beta=beta, vocab_size=vocab_size, kernel=kernel, fields=fields)
+    groups = resolve_groups(
+        beta=beta,
+        vocab_size=vocab_size,
+        kernel=kernel,
+        fields=fields,
+        attacker=attacker,
+        clean_outside=clean_outside,
+    )
     for d in range(d_max + 1):
         check_allocations(groups, d)
     flat = np.ascontiguousarray(p, dtype=np.float64).reshape(-1)

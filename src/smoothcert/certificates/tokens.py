@@ -5,7 +5,10 @@ independently, the ``uniform`` kernel keeps the token with probability ``1 - bet
 otherwise draws one of the ``V - 1`` *other* tokens of the alphabet uniformly; the
 ``mask`` kernel replaces the token by a mask id with probability ``beta``. The attacker
 substitutes at most ``d`` eligible tokens (substitutions only: no insertions or
-deletions), writing tokens of the same alphabet.
+deletions), writing tokens of the same alphabet (``attacker="alphabet"``) or any
+vocabulary id (``attacker="any"``: the uniform kernel then keeps an out-of-alphabet token
+w.p. ``1 - beta`` and otherwise draws one of the ``V`` alphabet tokens; see
+:func:`token_lower_bound`).
 
 If the smoothed model outputs the certified outcome with probability at least
 ``p_lower`` at the clean input, then at any input with ``d`` substituted tokens it does
@@ -46,6 +49,7 @@ from smoothcert._validation import (
     check_probability_array,
 )
 from smoothcert.certificates._levels import (
+    ATTACKERS,
     AttackLevels,
     FloatArray,
     Group,
@@ -54,11 +58,16 @@ from smoothcert.certificates._levels import (
     discrete_lower,
     log_bound_upper,
     one_minus_down,
+    outside_dominates,
 )
 from smoothcert.errors import InvalidParameterError
 
 Kernel = Literal["uniform", "mask"]
 KERNELS: tuple[str, ...] = ("uniform", "mask")
+Attacker = Literal["alphabet", "any"]
+"""Threat: ``"alphabet"`` (the attacker writes alphabet tokens only) or ``"any"`` (any
+vocabulary id; the uniform kernel keeps an out-of-alphabet token w.p. ``1 - beta``, else
+draws one of the ``V`` alphabet tokens uniformly)."""
 MAX_ALLOCATIONS = 100_000
 # Budget of max_certifiable_tokens over several fields (sum of AttackLevels.work over the
 # scanned d; about a second or two of CPU).
@@ -105,6 +114,53 @@ class TokenField:
 
 
 def resolve_groups(
+    *,
+    beta: Any,
+    vocab_size: Any,
+    kernel: Any,
+    fields: Sequence[TokenField] | None,
+    attacker: Any = "alphabet",
+    clean_outside: Any = 0,
+) -> list[Group]:
+    """Validate the kernel and threat arguments and merge identical fields into groups."""
+    attacker = check_choice(attacker, name="attacker", choices=ATTACKERS)
+    clean_outside = check_int(clean_outside, name="clean_outside", minimum=0)
+    if clean_outside and attacker != "any":
+        raise InvalidParameterError(
+            f"clean_outside = {clean_outside} is invalid with attacker = {attacker!r}; valid: "
+            "0 (the alphabet certificate needs every clean eligible token in the alphabet), "
+            "or attacker='any'"
+        )
+    groups = _resolve_kernels(beta=beta, vocab_size=vocab_size, kernel=kernel, fields=fields)
+    if attacker == "alphabet":
+        return groups
+    if clean_outside and (fields is not None or groups[0].kernel != "uniform"):
+        raise InvalidParameterError(
+            f"clean_outside = {clean_outside} is invalid here; valid: 0 with fields= or the "
+            "mask kernel (clean out-of-alphabet tokens are certified for one uniform "
+            "alphabet only)"
+        )
+    out = [
+        Group(g.kernel, g.beta, g.vocab_size, g.cap, "any", clean_outside)
+        if g.kernel == "uniform"
+        else g
+        for g in groups
+    ]
+    for g in out:
+        if g.kernel == "uniform" and not outside_dominates(g.beta, g.vocab_size):
+            if len(out) > 1 or clean_outside:
+                where = "with fields" if len(out) > 1 else "with clean_outside > 0"
+                raise InvalidParameterError(
+                    f"beta = {g.beta!r} with vocab_size = {g.vocab_size} and "
+                    f"attacker='any' is invalid {where}; valid range: beta <= V / (V + 1) "
+                    f"= {g.vocab_size / (g.vocab_size + 1):.6g} "
+                    "there (above it the worst mix of alphabet and out-of-alphabet writes is "
+                    "computed for one alphabet with every clean token inside it only)"
+                )
+    return out
+
+
+def _resolve_kernels(
     *,
     beta: Any,
     vocab_size: Any,
@@ -194,6 +250,8 @@ def token_lower_bound(
     vocab_size: int | None = None,
     kernel: Kernel = "uniform",
     fields: Sequence[TokenField] | None = None,
+    attacker: Attacker = "alphabet",
+    clean_outside: int = 0,
 ) -> Any:
     """Worst-case probability of the certified outcome after ``d`` substituted tokens.
 
@@ -208,6 +266,18 @@ def token_lower_bound(
     is the minimum over every allocation of ``min(d, capacity)`` edits to fields (the
     bound is monotone in each field's count, so spending less is never worse for the
     defender). The levels of a multi-field attack multiply across fields.
+
+    With ``attacker="any"`` the attacker may write any vocabulary id, and the kernel
+    treats an out-of-alphabet token by keeping it w.p. ``1 - beta``, else drawing one of
+    the ``V`` alphabet tokens uniformly (so a noisy out-of-alphabet token has clean
+    probability 0: a ratio-infinity atom, never in the worst-case set). The bound is the
+    minimum over every mix of alphabet and out-of-alphabet writes: for
+    ``beta <= V / (V + 1)`` the all-out-of-alphabet attack is proven worst
+    (:func:`~smoothcert.certificates._levels.any_levels`); above it every split is
+    evaluated. ``clean_outside`` clean eligible tokens outside the alphabet are attacked
+    first (each at worst the mask experiment with the same ``beta``). The mask kernel
+    gives the same bound for both attackers (writing any other token, even the mask id,
+    is a garbling of the mask experiment).
 
     Numerics: log-space masses; the fill uses clean target ``p_lower * (1 - s)`` and
     shrinks the result by ``1 - s`` with ``s ~ 1e-12 * (number of levels)``, so
@@ -230,26 +300,41 @@ def token_lower_bound(
         kernel: ``"uniform"`` or ``"mask"``.
         fields: heterogeneous alternative to ``beta``/``vocab_size``/``kernel``: a
             sequence of :class:`TokenField`.
+        attacker: ``"alphabet"`` (writes alphabet tokens only) or ``"any"`` (any id).
+        clean_outside: number of eligible positions whose CLEAN token lies outside the
+            alphabet, ``>= 0`` (``attacker="any"``, one uniform alphabet,
+            ``beta <= V / (V + 1)`` only).
 
     Returns:
         ``L(d)`` in [0, 1], a float64 scalar or an array shaped like ``p_lower``.
         ``p_lower = 1`` gives the adversarial mass of the clean support (1 for
-        ``uniform``, ``beta^d`` for ``mask``).
+        ``uniform`` with ``attacker="alphabet"``, ``beta^d`` for ``mask`` and for
+        ``uniform`` with ``attacker="any"``).
 
     Raises:
         InvalidParameterError: ``p_lower`` outside [0, 1] or NaN, ``d < 0``, ``beta``
-            outside (0, 1), ``vocab_size < 2``, unknown ``kernel``, or ``fields``
-            combined with ``beta``/``vocab_size``.
+            outside (0, 1), ``vocab_size < 2``, unknown ``kernel`` or ``attacker``,
+            ``fields`` combined with ``beta``/``vocab_size``, ``clean_outside > 0`` with
+            ``attacker="alphabet"``, fields or ``beta > V / (V + 1)``.
 
     Example:
         >>> token_lower_bound([0.5, 0.9, 0.99], d=2, beta=0.5, vocab_size=2).round(9).tolist()
         [0.5, 0.9, 0.99]
         >>> round(float(token_lower_bound(0.99, d=1, beta=0.2, kernel="mask")), 6)
         0.19
+        >>> round(float(token_lower_bound(0.9, d=1, beta=0.3, vocab_size=5, attacker="any")), 6)
+        0.22
     """
     p = check_probability_array(p_lower, name="p_lower")
     d = check_int(d, name="d", minimum=0)
-    groups = resolve_groups(beta=beta, vocab_size=vocab_size, kernel=kernel, fields=fields)
+    groups = resolve_groups(
+        beta=beta,
+        vocab_size=vocab_size,
+        kernel=kernel,
+        fields=fields,
+        attacker=attacker,
+        clean_outside=clean_outside,
+    )
     check_allocations(groups, d)
     flat = p.reshape(-1)
     out = np.ones(flat.shape[0])
@@ -271,9 +356,9 @@ def _scan_max_tokens(
     source = AttackLevels(groups)
     capacity = source.capacity
     active = np.arange(p.shape[0])
-    if all(g.kernel == "uniform" for g in groups):
-        # p_lower = 1 with uniform kernels only: L(d) = 1 (the clean support is every
-        # sequence) >= tau at every d; no need to scan d_limit levels (O(d_limit^2)).
+    if all(g.kernel == "uniform" and g.attacker == "alphabet" for g in groups):
+        # p_lower = 1, uniform kernels, alphabet attacker: L(d) = 1 (the clean support
+        # is every sequence) >= tau at every d; no need to scan d_limit levels (O(d_limit^2)).
         sure = p[active] >= 1.0
         out[active[sure]] = d_limit
         active = active[~sure]
@@ -315,6 +400,8 @@ def max_certifiable_tokens(
     kernel: Kernel = "uniform",
     fields: Sequence[TokenField] | None = None,
     d_limit: int = 10_000,
+    attacker: Attacker = "alphabet",
+    clean_outside: int = 0,
 ) -> Any:
     """Largest number of substituted tokens certified at ``p_lower``.
 
@@ -353,7 +440,11 @@ def max_certifiable_tokens(
         kernel: ``"uniform"`` or ``"mask"``.
         fields: heterogeneous fields instead of ``beta``/``vocab_size``/``kernel``.
         d_limit: search limit, ``>= 0``; a result equal to ``d_limit`` means "at least
-            ``d_limit``" (``p_lower = 1`` certifies every ``d`` for ``uniform``).
+            ``d_limit``" (``p_lower = 1`` certifies every ``d`` for ``uniform`` with
+            ``attacker="alphabet"``).
+        attacker: ``"alphabet"`` or ``"any"`` (see :func:`token_lower_bound`).
+        clean_outside: clean eligible tokens outside the alphabet (see
+            :func:`token_lower_bound`).
 
     Returns:
         int64 scalar or array. 0 also when nothing is certified (``p_lower < tau``):
@@ -374,7 +465,14 @@ def max_certifiable_tokens(
     p = check_probability_array(p_lower, name="p_lower")
     tau = check_open_unit(tau, name="tau")
     d_limit = check_int(d_limit, name="d_limit", minimum=0)
-    groups = resolve_groups(beta=beta, vocab_size=vocab_size, kernel=kernel, fields=fields)
+    groups = resolve_groups(
+        beta=beta,
+        vocab_size=vocab_size,
+        kernel=kernel,
+        fields=fields,
+        attacker=attacker,
+        clean_outside=clean_outside,
+    )
     flat = p.reshape(-1)
     if len(groups) == 1 and groups[0].kernel == "mask":
         out = _mask_max_tokens(flat, tau, groups[0].beta, d_limit)
@@ -425,6 +523,7 @@ def max_certifiable_tokens_for_samples(
     kernel: Kernel = "uniform",
     fields: Sequence[TokenField] | None = None,
     d_limit: int = 10_000,
+    attacker: Attacker = "alphabet",
 ) -> int:
     """Largest ``d`` that ANY outcome of ``n`` samples can certify at level ``alpha``.
 
@@ -445,6 +544,7 @@ def max_certifiable_tokens_for_samples(
         kernel: ``"uniform"`` or ``"mask"``.
         fields: heterogeneous fields instead of ``beta``/``vocab_size``/``kernel``.
         d_limit: search limit (see :func:`max_certifiable_tokens`).
+        attacker: ``"alphabet"`` or ``"any"`` (see :func:`token_lower_bound`).
 
     Returns:
         The largest certifiable number of substituted tokens (0 if none).
@@ -468,5 +568,6 @@ def max_certifiable_tokens_for_samples(
             kernel=kernel,
             fields=fields,
             d_limit=d_limit,
+            attacker=attacker,
         )
     )

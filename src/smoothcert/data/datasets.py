@@ -24,6 +24,8 @@ Built-in datasets:
   ``"test"`` = the 10,000 rows of the test file; the stable index is the row in the
   training file, or 60,000 + the row in the test file. See
   :mod:`smoothcert.data.fashion_mnist`.
+* ``"fair"``: a mixed categorical + continuous table (statsmodels' Fair affairs
+  survey), read from a sha256-checked asset; see :mod:`smoothcert.data.tabular`.
 * ``"listings"``: listing moderation, (description tokens, product image) pairs
   labelled match (0) / mismatch (1); Fashion-MNIST images and WordNet words tokenized
   with the all-MiniLM-L6-v2 WordPiece vocabulary, read from a sha256-checked asset
@@ -33,7 +35,9 @@ Built-in datasets:
 Every dataset has a kind (:func:`dataset_kind`): ``"image"`` datasets are
 :class:`ImageDataset` (images only, for Gaussian certificates), ``"text_image"``
 datasets are :class:`~smoothcert.data.listings.TextImageDataset` (tokens and images,
-for token and hybrid certificates).
+for token and hybrid certificates), ``"tabular"`` datasets are
+:class:`~smoothcert.data.tabular.TabularDataset` (categorical fields as token ids and a
+continuous vector, for the ``hybrid-fields`` certificate).
 
 Example:
     >>> from smoothcert.data import load_dataset
@@ -61,6 +65,7 @@ from smoothcert.data.fashion_mnist import (
     fashion_mnist_split,
 )
 from smoothcert.data.listings import LISTINGS_SPLITS, TextImageDataset, load_listings
+from smoothcert.data.tabular import FAIR_SPLITS, TabularDataset, load_fair
 from smoothcert.errors import InvalidParameterError
 
 __all__ = [
@@ -73,7 +78,7 @@ __all__ = [
     "load_dataset",
 ]
 
-DATASET_KINDS = ("image", "text_image")
+DATASET_KINDS = ("image", "text_image", "tabular")
 """Kinds of registered datasets: what one example holds."""
 
 
@@ -201,7 +206,7 @@ class ImageDataset:
         )
 
 
-AnyDataset = ImageDataset | TextImageDataset
+AnyDataset = ImageDataset | TextImageDataset | TabularDataset
 """What :func:`load_dataset` returns: an image dataset or a text+image dataset."""
 
 _Loader = Callable[[str], Any]
@@ -325,6 +330,23 @@ def _load_listings(split: str) -> TextImageDataset:
     return load_listings(split)
 
 
+# --------------------------------------------------------------------------- fair (tabular)
+
+
+@_register(
+    "fair",
+    splits=FAIR_SPLITS,
+    kind="tabular",
+    description=(
+        "Fair (1978) affairs survey (statsmodels, 6,366 rows), label affairs > 0: 5 categorical "
+        "fields as ids (V = 5, 4, 6, 6, 6) + 3 continuous columns in train standard deviations; "
+        "4,366 train / 1,000 calibration / 1,000 test"
+    ),
+)
+def _load_fair(split: str) -> TabularDataset:
+    return load_fair(split)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -334,7 +356,7 @@ def list_datasets() -> list[str]:
     Example:
         >>> from smoothcert.data import list_datasets
         >>> list_datasets()
-        ['digits', 'fashion_mnist', 'listings']
+        ['digits', 'fair', 'fashion_mnist', 'listings']
     """
     return sorted(_REGISTRY)
 

@@ -26,8 +26,17 @@ Decision (DESIGN.md, "Soft scores, Lipschitz-aware radius, tighter bounds"):
   ``Phi^-1(E[s_c(f(x + e))])`` is ``1/sigma``-Lipschitz for any [0, 1] score (Salman et
   al. 2019, arXiv 1906.04584, Lemma 2) and the scores of all classes sum to at most 1.
 
-Betting (Waudby-Smith & Ramdas) is not offered: its capital process needs the ordered
-sample sequence, and the evidence holds only sums and sums of squares.
+* ``betting`` (Waudby-Smith & Ramdas, arXiv 2010.09686; the order-invariant mixture of
+  constant bets, :func:`~smoothcert.stats.bounded.betting_mixture_lower`) with the
+  combiners ``mono`` and ``top2`` only: on hard votes from the counts (exact), on soft
+  scores from the per-class score histograms a ``soft`` run keeps with
+  ``score_bound="betting"`` (:func:`~smoothcert.decisions.soft.histogram_source`:
+  lower bounds at the bins' lower edges, upper bounds at their upper edges; ``hardmax``
+  from its exact sums). ``top2`` splits alpha in two halves (the lower half rounded
+  down), the runner-up bound is the maximum of the other classes' betting upper bounds
+  (as ``combine_top2``), capped at ``1 - p_lower``; ``mono`` gives ``p_upper = 1 -
+  p_lower``. ``cpm`` needs the per-sample SUM of a bucket's scores and ``bonferroni``
+  is not offered (:data:`BETTING_COMBINERS`).
 
 With ``bound="cp", combiner="mono"`` the decision equals ``cohen``'s on the same counts
 (same p_lower, same radius); only the method name and the recorded ``p_upper`` differ.
@@ -67,7 +76,7 @@ from smoothcert.decisions._common import (
     with_alpha,
 )
 from smoothcert.decisions.cohen import GaussianFacts
-from smoothcert.decisions.soft import SCORE_MAPS
+from smoothcert.decisions.soft import SCORE_MAPS, histogram_source
 from smoothcert.errors import InvalidParameterError
 from smoothcert.records import (
     CertifyResult,
@@ -77,28 +86,28 @@ from smoothcert.records import (
     StageEvidence,
     register_payload,
 )
+from smoothcert.stats.bounded import betting_mixture_lower, betting_mixture_upper
 from smoothcert.stats.combiners import COMBINERS, combine, cpm_buckets
 
-COMBINED_BOUNDS: tuple[str, ...] = ("cp", "hoeffding", "bernstein")
+COMBINED_BOUNDS: tuple[str, ...] = ("cp", "hoeffding", "bernstein", "betting")
 """Bounds of ``cohen-combined``: Clopper-Pearson on votes, or the [0, 1] mean bounds."""
 
-SOFT_COMBINED_BOUNDS: tuple[str, ...] = ("hoeffding", "bernstein")
-"""Bounds of ``soft-combined``: bounds on a mean [0, 1] score from sums (no CP)."""
+SOFT_COMBINED_BOUNDS: tuple[str, ...] = ("hoeffding", "bernstein", "betting")
+"""Bounds of ``soft-combined``: bounds on a mean [0, 1] score (no CP); ``betting`` needs
+the per-class score histograms of a ``soft`` run with ``score_bound="betting"``."""
+
+BETTING_COMBINERS: tuple[str, ...] = ("mono", "top2")
+"""Combiners offered with ``bound="betting"``."""
 
 BETTING_NOTE = (
-    "betting needs the ordered sample sequence (its capital process bets on each score in "
-    "the order it was drawn), but saved evidence holds per-class sums and sums of squares "
-    "only"
+    "betting bounds each class's mean from its own histogram (mono, top2); cpm needs the "
+    "per-sample sum of a bucket's scores, which per-class histograms do not give, and "
+    "bonferroni is not offered with betting"
 )
-"""Why ``bound="betting"`` cannot re-decide saved evidence."""
+"""Why ``bound="betting"`` takes the combiners :data:`BETTING_COMBINERS` only."""
 
 
 def _check_bound(value: Any, choices: tuple[str, ...]) -> str:
-    if value == "betting":
-        raise InvalidParameterError(
-            f"bound = 'betting' is invalid here: {BETTING_NOTE}; valid values: "
-            + ", ".join(repr(c) for c in choices)
-        )
     return check_choice(value, name="bound", choices=choices)
 
 
@@ -106,6 +115,11 @@ def _check_common(params: Any) -> None:
     check_gaussian_sampling(params)
     check_choice(params.combiner, name="combiner", choices=COMBINERS)
     check_variance_samples(params.n, params.bound, name="bound")
+    if params.bound == "betting" and params.combiner not in BETTING_COMBINERS:
+        raise InvalidParameterError(
+            f"combiner = {params.combiner!r} is invalid with bound = 'betting': {BETTING_NOTE}; "
+            f"valid values: {', '.join(BETTING_COMBINERS)}"
+        )
 
 
 @register_payload
@@ -122,8 +136,9 @@ class CombinedParams(Payload):
         combiner: one of :data:`~smoothcert.stats.combiners.COMBINERS`.
 
     Raises:
-        InvalidParameterError: on a value out of range or an unknown name (``betting``:
-            with the reason), naming the value and the valid ones.
+        InvalidParameterError: on a value out of range or an unknown name, or a combiner
+            ``betting`` does not take (:data:`BETTING_COMBINERS`), naming the value and
+            the valid ones.
     """
 
     kind = "gaussian_combined"
@@ -219,6 +234,38 @@ def _scores(stage: StageEvidence, num_classes: int) -> tuple[np.ndarray, np.ndar
     return sums, sq
 
 
+def _betting_pair(
+    stage: StageEvidence,
+    top: int,
+    params: CombinedParams | SoftCombinedParams,
+    num_classes: int,
+    *,
+    soft: bool,
+) -> tuple[float, float]:
+    """``(p_lower, p_upper)`` of the ``mono`` or ``top2`` combiner with betting bounds."""
+    if soft:
+        assert isinstance(params, SoftCombinedParams)
+        low_values, up_values, counts = histogram_source(stage, num_classes, params.score_map)
+    else:
+        k = np.asarray(stage.counts, dtype=np.int64)
+        low_values = up_values = np.array([0.0, 1.0])  # votes: exact
+        counts = np.stack([stage.n - k, k], axis=1)
+    if params.combiner == "mono":
+        lower = float(betting_mixture_lower(low_values, counts=counts[top], alpha=params.alpha))
+        return lower, _one_minus_up(lower)
+    half = float(np.nextafter(params.alpha / 2, 0.0))
+    lower = float(betting_mixture_lower(low_values, counts=counts[top], alpha=half))
+    rest = [c for c in range(num_classes) if c != top]
+    ups = np.atleast_1d(betting_mixture_upper(up_values, counts=counts[rest], alpha=half))
+    return lower, min(float(ups.max()), _one_minus_up(lower))
+
+
+def _one_minus_up(x: float) -> float:
+    """``1 - x`` rounded up (a float ``>= 1 - x`` exactly), ``x`` in [0, 1]."""
+    y = 1.0 - x
+    return float(np.nextafter(y, 1.0)) if 1.0 - y > x else y
+
+
 def _decide(
     evidence: Evidence,
     params: CombinedParams | SoftCombinedParams,
@@ -240,7 +287,9 @@ def _decide(
         counts = np.asarray(estimation.counts, dtype=np.int64)
         sums = sq = counts.astype(np.float64)  # votes: x^2 = x
     check_class(top, facts.num_classes, name="selected class")
-    if params.bound == "cp":
+    if params.bound == "betting":
+        lo, up = _betting_pair(estimation, top, params, facts.num_classes, soft=soft)
+    elif params.bound == "cp":
         lo, up = combine(
             counts,
             top=top,

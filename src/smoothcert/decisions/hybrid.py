@@ -30,7 +30,7 @@ import numpy as np
 from smoothcert._validation import check_positive
 from smoothcert.certificates import hybrid_radius_curve
 from smoothcert.decisions._common import with_alpha
-from smoothcert.decisions.tokens import TokenParams, bound_class, certified_tokens
+from smoothcert.decisions.tokens import TokenFacts, TokenParams, bound_class, certified_tokens
 from smoothcert.records import CertifyResult, Evidence, register_payload
 
 
@@ -52,14 +52,15 @@ class HybridParams(TokenParams):
 
 
 def hybrid_curve(
-    p_lower: float, params: HybridParams, *, d_max: int
+    p_lower: float, params: HybridParams, *, d_max: int, facts: TokenFacts | None = None
 ) -> tuple[np.ndarray, int | None]:
     """The certified staircase at ``p_lower``: ``(r(0..d_max), d_certified)``.
 
     ``r(d)`` is zero past the first ``d`` not certified with an unperturbed image, and
     everywhere when ``d = 0`` is not (``d_certified`` None). Radii in image units.
+    ``facts`` gives the clean out-of-alphabet count (``attacker="any"``).
     """
-    d_cert = certified_tokens(p_lower, params, d_max=d_max)
+    d_cert = certified_tokens(p_lower, params, d_max=d_max, facts=facts)
     curve = np.zeros(d_max + 1, dtype=np.float64)
     if d_cert is not None:
         curve = np.asarray(
@@ -67,10 +68,8 @@ def hybrid_curve(
                 p_lower,
                 d_max=d_max,
                 sigma=params.sigma,
-                beta=params.beta,
-                vocab_size=params.vocab_size,
                 tau=params.tau,
-                kernel=params.kernel_name,
+                **params.certificate_kwargs(facts),
             ),
             dtype=np.float64,
         ).reshape(-1)
@@ -91,7 +90,7 @@ def decide_hybrid(evidence: Evidence, params: HybridParams) -> CertifyResult:
         InvalidParameterError: on evidence that does not fit the parameters.
     """
     cls, p_lower, facts, details = bound_class(evidence, params, "hybrid")
-    curve, d_cert = hybrid_curve(p_lower, params, d_max=facts.d_max)
+    curve, d_cert = hybrid_curve(p_lower, params, d_max=facts.d_max, facts=facts)
     certified = d_cert is not None
     return CertifyResult(
         method="hybrid",

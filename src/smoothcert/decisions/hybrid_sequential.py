@@ -53,7 +53,7 @@ from smoothcert.decisions.sequential import (
     stopping_rule,
     with_sequence_alpha,
 )
-from smoothcert.decisions.tokens import TokenFacts
+from smoothcert.decisions.tokens import TokenFacts, check_facts_fit
 from smoothcert.errors import InvalidParameterError
 from smoothcert.records import (
     CertifyResult,
@@ -136,6 +136,8 @@ class HybridSequentialDetails(Details):
         sequence_upper: its upper bound on the class probability.
         d_certified: largest ``d`` certified with an unperturbed image (None: none).
         targets_certified: the target points certified.
+        attacker: the threat certified, ``"alphabet"`` or ``"any"`` (None in records
+            written before it was recorded: those certify ``"alphabet"``).
     """
 
     kind = "hybrid_sequential_details"
@@ -146,6 +148,7 @@ class HybridSequentialDetails(Details):
     sequence_upper: float
     d_certified: int | None
     targets_certified: tuple[Point, ...] = ()
+    attacker: str | None = None
 
 
 def schedule(params: HybridSequentialParams) -> tuple[int, ...]:
@@ -154,7 +157,7 @@ def schedule(params: HybridSequentialParams) -> tuple[int, ...]:
 
 
 def _certified_points(
-    p_lower: float, params: HybridSequentialParams, d_max: int
+    p_lower: float, params: HybridSequentialParams, facts: TokenFacts
 ) -> tuple[Point, ...]:
     """The target points with ``L(d, r) >= tau`` at ``p_lower`` (the mode's rule).
 
@@ -163,7 +166,7 @@ def _certified_points(
     return tuple(
         (d, r)
         for d, r in params.targets
-        if d <= d_max
+        if d <= facts.d_max
         and params.certified(
             float(
                 hybrid_lower_bound(
@@ -171,9 +174,7 @@ def _certified_points(
                     d=d,
                     r=r,
                     sigma=params.sigma,
-                    beta=params.beta,
-                    vocab_size=params.vocab_size,
-                    kernel=params.kernel_name,
+                    **params.certificate_kwargs(facts),
                 )
             )
         )
@@ -196,6 +197,7 @@ def _class_and_rounds(
         assert params.target is not None
         cls = params.target
     check_class(cls, facts.num_classes, name="target" if params.target is not None else "class")
+    check_facts_fit(facts, params)
     return cls, facts, rounds
 
 
@@ -218,7 +220,7 @@ def _state(
         p_lower=p_lower,
         potential=max(0.0, potential - tv),
         at_budget=samples == checkpoints[-1],
-        certified_at=lambda p: _certified_points(p, params, facts.d_max),
+        certified_at=lambda p: _certified_points(p, params, facts),
         radius_at=lambda p: 0.0,
         tolerance=None,
         num_targets=len(params.targets),
@@ -252,7 +254,7 @@ def decide_hybrid_sequential(evidence: Evidence, params: HybridSequentialParams)
     successes = sum(s.counts[cls] for s in rounds)
     stop, p_cs, p_upper, p_lower, certified = _state(params, facts, successes, samples)
     ok = bool(certified)
-    curve, d_cert = hybrid_curve(p_lower, params, d_max=facts.d_max)
+    curve, d_cert = hybrid_curve(p_lower, params, d_max=facts.d_max, facts=facts)
     if not ok:
         curve = np.zeros_like(curve)
     return CertifyResult(
@@ -276,5 +278,6 @@ def decide_hybrid_sequential(evidence: Evidence, params: HybridSequentialParams)
             sequence_upper=p_upper,
             d_certified=d_cert,
             targets_certified=certified,
+            attacker=params.attacker,
         ),
     )

@@ -15,9 +15,10 @@ moves at most at the rate ``gamma(S_A)`` of a smoothed ramp of slope ``L_s``
 * Selection (soundness rule 1): A is the class with the largest score sum of the
   SELECTION stage (:func:`smoothcert.decisions.soft.select_class`); the estimation
   stage is never used to choose.
-* Estimation: ``p_lower`` is the Hoeffding or empirical-Bernstein lower bound at
-  ``alpha`` on A's mean score from the ``n`` fresh samples (the code of
-  :func:`~smoothcert.decisions.soft.decide_soft`, with its rounding allowances).
+* Estimation: ``p_lower`` is the Hoeffding, empirical-Bernstein or betting lower bound
+  at ``alpha`` on A's mean score from the ``n`` fresh samples (the code of
+  :func:`~smoothcert.decisions.soft.decide_soft`, with its rounding allowances; betting
+  reads the score histograms the run keeps for it).
 * Abstain if ``p_lower <= 1/2``; else ``radius = lipschitz_radius(p_lower, sigma=sigma,
   lipschitz=L_s)`` (form ``"integral"``, the proven default): ``S_A`` stays above 1/2
   on that ball and, as the scores sum to 1, A stays the top class. The radius is never
@@ -61,12 +62,13 @@ from smoothcert.decisions._common import (
 )
 from smoothcert.decisions.cohen import GaussianFacts
 from smoothcert.decisions.soft import (
-    SOFT_BOUNDS,
+    SOFT_SCORE_BOUNDS,
     SoftParams,
     _score_sums,
     mean_and_variance,
     select_class,
     soft_lower,
+    stage_betting_lower,
 )
 from smoothcert.records import CertifyResult, Details, Evidence, Payload, register_payload
 
@@ -85,7 +87,7 @@ class LipschitzParams(Payload):
         alpha: one-sided failure probability of the certificate, in (0, 1).
         temperature: ``t > 0``; the score is ``softmax(t * logits)``. Fixed before
             sampling (soundness rule 1).
-        score_bound: one of :data:`~smoothcert.decisions.soft.SOFT_BOUNDS`.
+        score_bound: one of :data:`~smoothcert.decisions.soft.SOFT_SCORE_BOUNDS`.
         logit_lipschitz: the CERTIFIED L2 Lipschitz constant of the logits in input
             units, > 0 finite (e.g. ``model.lipschitz`` of ``digits_lipschitz``).
 
@@ -110,7 +112,7 @@ class LipschitzParams(Payload):
         object.__setattr__(
             self, "logit_lipschitz", check_positive(self.logit_lipschitz, name="logit_lipschitz")
         )
-        check_choice(self.score_bound, name="score_bound", choices=SOFT_BOUNDS)
+        check_choice(self.score_bound, name="score_bound", choices=SOFT_SCORE_BOUNDS)
         check_variance_samples(self.n, self.score_bound, name="score_bound")
 
     def forward_samples(self) -> int:
@@ -176,9 +178,14 @@ def decide_lipschitz(evidence: Evidence, params: LipschitzParams) -> CertifyResu
     check_num_classes((estimation,), facts.num_classes)
     sums, sq = _score_sums(estimation, facts.num_classes)
     mean, variance = mean_and_variance(float(sums[top]), float(sq[top]), params.n)
-    p_lower = soft_lower(
-        mean, variance, n=params.n, alpha=params.alpha, score_bound=params.score_bound
-    )
+    if params.score_bound == "betting":
+        p_lower = stage_betting_lower(
+            estimation, top, num_classes=facts.num_classes, score_map="softmax", alpha=params.alpha
+        )
+    else:
+        p_lower = soft_lower(
+            mean, variance, n=params.n, alpha=params.alpha, score_bound=params.score_bound
+        )
     score_lip = params.score_lipschitz()
     radius = float(
         lipschitz_radius(min(p_lower, 1.0 - 1e-16), sigma=params.sigma, lipschitz=score_lip)

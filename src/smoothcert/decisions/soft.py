@@ -19,7 +19,7 @@ certificate with a bound on a mean score in place of the binomial bound.
   estimation stage is never used to choose.
 * Estimation: the ``n`` fresh samples give ``mean = sum_A / n`` and the UNBIASED sample
   variance ``V = (sq_sum_A - sum_A * mean) / (n - 1)``; ``p_lower`` is a one-sided lower
-  confidence bound on ``E[s_A]`` at ``alpha`` (:data:`SOFT_BOUNDS`):
+  confidence bound on ``E[s_A]`` at ``alpha`` (:data:`SOFT_SCORE_BOUNDS`):
   ``hoeffding`` (:func:`~smoothcert.stats.bounded.hoeffding_lower`) or ``bernstein``
   (Maurer-Pontil empirical Bernstein,
   :func:`~smoothcert.stats.bounded.empirical_bernstein_lower`).
@@ -34,10 +34,17 @@ certificate with a bound on a mean score in place of the binomial bound.
   ``c != A`` dominates R's own bound, so no multiplicity correction is needed (as
   Cohen's top-two, DESIGN.md); the cap holds because the scores sum to 1.
 
-The betting bound (Waudby-Smith & Ramdas) is not offered here: its capital process
-bets on each score in the order it was drawn, so it needs the whole sample sequence,
-and the evidence keeps only sums and sums of squares (which are what makes the
-evidence small and re-certifiable).
+* ``betting`` (Waudby-Smith & Ramdas, arXiv 2010.09686): the order-invariant mixture
+  of constant bets (:func:`~smoothcert.stats.bounded.betting_mixture_lower`), which
+  depends on the multiset of scores only, so it is computed from the per-class score
+  HISTOGRAMS that the sampler keeps when ``score_bound="betting"``
+  (:class:`~smoothcert.records.ScoreHistograms`): lower bounds at each bin's lower
+  edge, upper bounds at its upper edge (:func:`stage_betting_lower`,
+  :func:`stage_betting_upper`; sound because rounded-down scores are i.i.d. and never
+  above the true ones). ``hardmax`` scores are exact 0/1 votes, read from the score
+  sums (no histogram needed). The predictable plug-in bets of
+  :func:`~smoothcert.stats.bounded.betting_lower` would need the ordered sequence,
+  which no record keeps.
 
 Numerics (DESIGN.md rule 4, all conservative): the mean is lowered by 4 ulp before it
 is bounded (the float64 sums and the division round), the variance is raised by a
@@ -91,8 +98,12 @@ from smoothcert.records import (
     register_payload,
 )
 from smoothcert.stats.bounded import (
+    HISTOGRAM_BINS,
+    betting_mixture_lower,
+    betting_mixture_upper,
     empirical_bernstein_lower,
     empirical_bernstein_upper,
+    histogram_edges,
     hoeffding_lower,
     hoeffding_upper,
 )
@@ -101,9 +112,28 @@ SCORE_MAPS = ("hardmax", "softmax", "sparsemax")
 """Score maps from logits to the simplex: votes, ``softmax(t z)``, ``sparsemax(t z)``."""
 
 SOFT_BOUNDS = ("hoeffding", "bernstein")
-"""Lower bounds on a mean score that need only sums and sums of squares."""
+"""Lower bounds on a mean score that need only sums (``hoeffding``) and sums of squares
+(``bernstein``); :func:`soft_lower` and :func:`soft_upper` (also used by ``lipschitz``)."""
+
+SOFT_SCORE_BOUNDS = (*SOFT_BOUNDS, "betting")
+"""``score_bound`` values of ``soft``: :data:`SOFT_BOUNDS`, or ``betting`` on per-class score
+histograms (``hardmax``: on the exact votes of the sums)."""
 
 _EPS = float(np.finfo(np.float64).eps)
+
+
+def histogram_bins_for(score_map: str, bound: str) -> int | None:
+    """Bins of the score histograms an estimation stage must keep, or None.
+
+    ``betting`` needs per-class histograms (:data:`~smoothcert.stats.bounded.HISTOGRAM_BINS`
+    bins), except for ``hardmax`` whose exact 0/1 votes are the score sums; the other
+    bounds need none. The selection stage never needs them (it only picks the class).
+
+    Example:
+        >>> histogram_bins_for("softmax", "betting"), histogram_bins_for("hardmax", "betting")
+        (4096, None)
+    """
+    return HISTOGRAM_BINS if bound == "betting" and score_map != "hardmax" else None
 
 
 @register_payload
@@ -120,10 +150,12 @@ class SoftParams(Payload):
         temperature: ``t > 0``: the map is applied to ``t * logits`` (unused by
             ``hardmax``). Fixed before sampling: choosing it per input on the
             estimation samples would break soundness rule 1.
-        score_bound: one of :data:`SOFT_BOUNDS` (the name differs from the sequential
+        score_bound: one of :data:`SOFT_SCORE_BOUNDS` (the name differs from the sequential
             methods' ``bound``, a confidence sequence, so the CLI flags do not clash:
-            ``--score-bound``). Betting is not offered: it needs the ordered sample
-            sequence, not sums (module docstring).
+            ``--score-bound``). ``betting`` makes the sampler keep per-class score
+            histograms (:data:`~smoothcert.stats.bounded.HISTOGRAM_BINS` bins; not for
+            ``hardmax``, whose sums are exact votes); no new field, so the config hash of
+            runs with the other bounds is unchanged.
 
     Raises:
         InvalidParameterError: on a value out of range or an unknown name, naming the
@@ -145,7 +177,7 @@ class SoftParams(Payload):
         object.__setattr__(
             self, "temperature", check_positive(self.temperature, name="temperature")
         )
-        check_choice(self.score_bound, name="score_bound", choices=SOFT_BOUNDS)
+        check_choice(self.score_bound, name="score_bound", choices=SOFT_SCORE_BOUNDS)
         check_variance_samples(self.n, self.score_bound, name="score_bound")
 
     def forward_samples(self) -> int:
@@ -161,7 +193,7 @@ class SoftDetails(Details):
     Attributes:
         mean: the sample mean of the selected class's score.
         variance: the unbiased sample variance (used by ``bernstein``; recorded for both).
-        score_bound: the bound used (:data:`SOFT_BOUNDS`).
+        score_bound: the bound used (:data:`SOFT_SCORE_BOUNDS`).
     """
 
     kind = "soft_details"
@@ -223,11 +255,83 @@ def mean_and_variance(score_sum: float, sq_sum: float, n: int) -> tuple[float, f
     return mean, max(variance, 0.0) + slack
 
 
+def histogram_source(
+    stage: StageEvidence, num_classes: int, score_map: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the betting bounds read: values for lower bounds, values for upper bounds, counts.
+
+    For ``hardmax`` the scores are exact 0/1 votes: values ``[0, 1]`` (both bounds) and
+    counts ``(num_classes, 2)`` from the score sums (each an exact integer). Otherwise the
+    stage's :class:`~smoothcert.records.ScoreHistograms`: lower and upper bin edges
+    (:func:`~smoothcert.stats.bounded.histogram_edges`) and the dense counts.
+
+    Raises:
+        InvalidParameterError: if the stage has no histograms (naming what is missing),
+            or they do not fit ``num_classes``.
+    """
+    if score_map == "hardmax":
+        sums, _ = _score_sums(stage, num_classes)
+        votes = np.rint(sums)
+        if np.any(np.abs(sums - votes) > 1e-6) or votes.sum() != stage.n:
+            raise InvalidParameterError(
+                f"the {stage.role} stage's hardmax score sums {tuple(sums)} are invalid; "
+                f"valid: integer vote counts summing to n = {stage.n}"
+            )
+        k = votes.astype(np.int64)
+        values = np.array([0.0, 1.0])
+        return values, values, np.stack([stage.n - k, k], axis=1)
+    hist = stage.score_histograms
+    if hist is None:
+        raise InvalidParameterError(
+            f"the {stage.role} stage has no score histograms, which the betting bound needs; "
+            "valid: the evidence of a soft run certified with score_bound = 'betting' "
+            "(--score-bound betting), or a hardmax run; or use bound hoeffding or bernstein"
+        )
+    counts = hist.dense()
+    if counts.shape[0] != num_classes:
+        raise InvalidParameterError(
+            f"the {stage.role} stage has {counts.shape[0]} score histograms; valid: "
+            f"num_classes = {num_classes}"
+        )
+    return histogram_edges(hist.bins), histogram_edges(hist.bins, upper=True), counts
+
+
+def stage_betting_lower(
+    stage: StageEvidence, cls: int, *, num_classes: int, score_map: str, alpha: float
+) -> float:
+    """Betting lower bound on class ``cls``'s mean score from a stage's histograms.
+
+    :func:`~smoothcert.stats.bounded.betting_mixture_lower` at the lower bin edges
+    (:func:`histogram_source`).
+
+    Raises:
+        InvalidParameterError: as :func:`histogram_source`.
+    """
+    lower_values, _, counts = histogram_source(stage, num_classes, score_map)
+    return float(betting_mixture_lower(lower_values, counts=counts[cls], alpha=alpha))
+
+
+def stage_betting_upper(
+    stage: StageEvidence, classes: list[int], *, num_classes: int, score_map: str, alpha: float
+) -> np.ndarray:
+    """Betting upper bounds on the mean scores of ``classes`` (one call, vectorised).
+
+    :func:`~smoothcert.stats.bounded.betting_mixture_upper` at the upper bin edges.
+
+    Raises:
+        InvalidParameterError: as :func:`histogram_source`.
+    """
+    _, upper_values, counts = histogram_source(stage, num_classes, score_map)
+    out = betting_mixture_upper(upper_values, counts=counts[classes], alpha=alpha)
+    return np.atleast_1d(np.asarray(out, dtype=np.float64))
+
+
 def soft_upper(score_sum: float, sq_sum: float, *, n: int, alpha: float, score_bound: str) -> float:
     """One-sided upper bound on a class's mean score from its sums (mean raised by 4 ulp).
 
     Raises:
-        InvalidParameterError: on an unknown bound name or bad arguments.
+        InvalidParameterError: on an unknown bound name (``betting`` needs histograms:
+            :func:`stage_betting_upper`) or bad arguments.
     """
     check_choice(score_bound, name="score_bound", choices=SOFT_BOUNDS)
     raw = score_sum / n
@@ -239,10 +343,11 @@ def soft_upper(score_sum: float, sq_sum: float, *, n: int, alpha: float, score_b
 
 
 def soft_lower(mean: float, variance: float, *, n: int, alpha: float, score_bound: str) -> float:
-    """The one-sided lower bound on a mean score with the named bound.
+    """The one-sided lower bound on a mean score with the named bound (from sums).
 
     Raises:
-        InvalidParameterError: on an unknown bound name or bad arguments.
+        InvalidParameterError: on an unknown bound name (``betting`` needs histograms:
+            :func:`stage_betting_lower`) or bad arguments.
     """
     check_choice(score_bound, name="score_bound", choices=SOFT_BOUNDS)
     if score_bound == "hoeffding":
@@ -270,9 +375,18 @@ def decide_soft(evidence: Evidence, params: SoftParams) -> CertifyResult:
     check_num_classes((estimation,), facts.num_classes)
     sums, sq = _score_sums(estimation, facts.num_classes)
     mean, variance = mean_and_variance(float(sums[top]), float(sq[top]), params.n)
-    p_lower = soft_lower(
-        mean, variance, n=params.n, alpha=params.alpha, score_bound=params.score_bound
-    )
+    if params.score_bound == "betting":
+        p_lower = stage_betting_lower(
+            estimation,
+            top,
+            num_classes=facts.num_classes,
+            score_map=params.score_map,
+            alpha=params.alpha,
+        )
+    else:
+        p_lower = soft_lower(
+            mean, variance, n=params.n, alpha=params.alpha, score_bound=params.score_bound
+        )
     radius = float(gaussian_radius(p_lower, sigma=params.sigma))
     certified = p_lower > 0.5 and radius > 0 and math.isfinite(radius)
     return CertifyResult(
@@ -308,14 +422,22 @@ def decide_soft_top2(evidence: Evidence, params: SoftParams) -> CertifyResult:
     sums, sq = _score_sums(estimation, facts.num_classes)
     half = params.alpha / 2
     mean, variance = mean_and_variance(float(sums[top]), float(sq[top]), params.n)
-    p_lower = soft_lower(mean, variance, n=params.n, alpha=half, score_bound=params.score_bound)
-    others = max(
-        soft_upper(
-            float(sums[c]), float(sq[c]), n=params.n, alpha=half, score_bound=params.score_bound
+    rest = [c for c in range(facts.num_classes) if c != top]
+    if params.score_bound == "betting":
+        nc, score_map = facts.num_classes, params.score_map
+        p_lower = stage_betting_lower(
+            estimation, top, num_classes=nc, score_map=score_map, alpha=half
         )
-        for c in range(facts.num_classes)
-        if c != top
-    )
+        ups = stage_betting_upper(estimation, rest, num_classes=nc, score_map=score_map, alpha=half)
+        others = float(ups.max())
+    else:
+        p_lower = soft_lower(mean, variance, n=params.n, alpha=half, score_bound=params.score_bound)
+        others = max(
+            soft_upper(
+                float(sums[c]), float(sq[c]), n=params.n, alpha=half, score_bound=params.score_bound
+            )
+            for c in rest
+        )
     p_upper = min(others, 1.0 - p_lower)
     radius = float(gaussian_radius_top2(p_lower, p_upper, sigma=params.sigma))
     certified = p_lower > p_upper and radius > 0 and math.isfinite(radius)

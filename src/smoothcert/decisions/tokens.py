@@ -41,6 +41,7 @@ from smoothcert._validation import (
     check_probability_level,
 )
 from smoothcert.certificates import max_certifiable_tokens, token_lower_bound
+from smoothcert.certificates._levels import outside_dominates
 from smoothcert.certificates.tokens import Kernel
 from smoothcert.decisions._common import (
     check_class,
@@ -56,6 +57,10 @@ from smoothcert.stats.binomial import clopper_pearson_lower, clopper_pearson_upp
 
 TOKEN_KERNELS = ("uniform", "mask")
 """Token substitution kernels (see :mod:`smoothcert.noise.tokens`)."""
+
+ATTACKERS = ("alphabet", "any")
+"""What the attacker may write at an edited position: alphabet tokens only, or any
+vocabulary id (see :func:`smoothcert.certificates.token_lower_bound`)."""
 
 THREAT_KINDS = ("append_suffix", "last_d", "anywhere", "positions", "given")
 """Text threat models (see :mod:`smoothcert.methods.threats`). ``"given"``: the eligible
@@ -91,6 +96,13 @@ class TokenParams(Payload):
         eligible_positions: explicit positions for ``positions``.
         mask_length: sequence length a boolean position mask was given for, or None.
         threat_d_max: largest ``d`` to certify (None: all ``D`` eligible positions).
+        attacker: ``"alphabet"`` (default: the attacker writes alphabet tokens, and
+            every clean eligible token must lie in the alphabet) or ``"any"`` (any
+            vocabulary id; the uniform kernel keeps an out-of-alphabet token w.p.
+            ``1 - beta``, else draws one of the ``V`` alphabet tokens). Left out of
+            :meth:`to_dict` when ``"alphabet"``, so run hashes and files written before
+            the field existed keep their meaning (every record states the threat in its
+            details).
 
     Raises:
         InvalidParameterError: on any value out of range (message names value and range).
@@ -112,10 +124,15 @@ class TokenParams(Payload):
     eligible_positions: tuple[int, ...] | None = None
     mask_length: int | None = None
     threat_d_max: int | None = None
+    attacker: str = "alphabet"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "beta", check_open_unit(self.beta, name="beta"))
+        if self.attacker not in ATTACKERS:
+            raise InvalidParameterError(
+                f"attacker = {self.attacker!r} is invalid; valid values: {ATTACKERS}"
+            )
         if self.kernel not in TOKEN_KERNELS:
             raise InvalidParameterError(
                 f"kernel = {self.kernel!r} is invalid; valid values: {TOKEN_KERNELS}"
@@ -186,6 +203,28 @@ class TokenParams(Payload):
                 ),
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`Payload.to_dict`, without ``attacker`` when it is the default."""
+        out = super().to_dict()
+        if out.get("attacker") == "alphabet":
+            del out["attacker"]
+        return out
+
+    def certificate_kwargs(self, facts: TokenFacts | None = None) -> dict[str, Any]:
+        """Keyword arguments of the certificate functions for these parameters.
+
+        ``facts`` supplies the number of clean eligible tokens outside the alphabet.
+        """
+        kw: dict[str, Any] = {
+            "beta": self.beta,
+            "vocab_size": self.vocab_size,
+            "kernel": self.kernel_name,
+        }
+        if self.attacker == "any":
+            kw["attacker"] = "any"
+            kw["clean_outside"] = 0 if facts is None else facts.clean_outside
+        return kw
+
     @property
     def vocab_size(self) -> int | None:
         """Alphabet size ``V`` (None for a mask kernel without an alphabet)."""
@@ -229,6 +268,8 @@ class TokenFacts(Facts):
             the ideal token kernel (subtracted from ``p_lower``).
         eligible_positions: the ``D`` positions of the certified sequence that were noised
             and that the certificate lets the attacker edit (None: not recorded).
+        clean_outside: eligible positions whose clean token lies outside the alphabet
+            (``attacker="any"`` only; 0 otherwise).
     """
 
     kind = "token_facts"
@@ -238,11 +279,13 @@ class TokenFacts(Facts):
     d_max: int
     sampling_tv_bound: float
     eligible_positions: tuple[int, ...] | None = None
+    clean_outside: int = 0
 
     def __post_init__(self) -> None:
         check_int(self.num_classes, name="num_classes", minimum=2)
         check_int(self.num_eligible, name="num_eligible", minimum=0)
         check_int(self.d_max, name="d_max", minimum=0, maximum=self.num_eligible)
+        check_int(self.clean_outside, name="clean_outside", minimum=0, maximum=self.num_eligible)
         if self.eligible_positions is not None:
             positions = tuple(int(p) for p in self.eligible_positions)
             if (
@@ -260,6 +303,16 @@ class TokenFacts(Facts):
                 f"sampling_tv_bound = {self.sampling_tv_bound!r} is invalid; valid range: [0, 1)"
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`Payload.to_dict`, without ``clean_outside`` when it is 0.
+
+        Records written before the field existed then validate and re-certify unchanged.
+        """
+        out = super().to_dict()
+        if out.get("clean_outside") == 0:
+            del out["clean_outside"]
+        return out
+
 
 @register_payload
 @dataclass(frozen=True, kw_only=True)
@@ -273,6 +326,10 @@ class TokenDetails(Details):
         target_p_upper: safety filter: one-sided CP upper bound on ``P(target)``.
         certified_not_flagged: safety filter: ``target_p_upper + tv < tau`` (the smoothed
             filter does not flag the clean input; a separate claim at level alpha).
+        attacker: the threat certified, ``"alphabet"`` or ``"any"``. Serialised only
+            when it is ``"any"``: a record without it certifies ``"alphabet"`` (as do
+            records written before the field existed, which therefore still validate and
+            read back as ``"alphabet"``).
     """
 
     kind = "token_details"
@@ -281,6 +338,14 @@ class TokenDetails(Details):
     flag_rate: float | None = None
     target_p_upper: float | None = None
     certified_not_flagged: bool | None = None
+    attacker: str = "alphabet"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`Payload.to_dict`, without ``attacker`` unless it is ``"any"``."""
+        out = super().to_dict()
+        if out.get("attacker") == "alphabet":
+            del out["attacker"]
+        return out
 
 
 def bound_class(
@@ -310,7 +375,8 @@ def bound_class(
     k = estimation.counts[cls]
     p_cp = float(clopper_pearson_lower(k, params.n, alpha=params.alpha))
     p_lower = max(0.0, p_cp - tv)
-    details = TokenDetails(d_certified=None, p_lower_cp=p_cp)
+    check_facts_fit(facts, params)
+    details = TokenDetails(d_certified=None, p_lower_cp=p_cp, attacker=params.attacker)
     if not params.majority:
         p_upper = float(clopper_pearson_upper(k, params.n, alpha=params.alpha))
         details = TokenDetails(
@@ -319,23 +385,54 @@ def bound_class(
             flag_rate=k / params.n,
             target_p_upper=p_upper,
             certified_not_flagged=p_upper + tv < params.tau,
+            attacker=params.attacker,
         )
     return cls, p_lower, facts, details
 
 
-def certified_tokens(p_lower: float, params: TokenParams, *, d_max: int) -> int | None:
+def check_facts_fit(facts: TokenFacts, params: TokenParams) -> None:
+    """Reject clean out-of-alphabet tokens the parameters' certificate cannot cover.
+
+    Called by the methods before sampling and by the decisions on saved evidence.
+
+    Raises:
+        InvalidParameterError: ``clean_outside > 0`` with ``attacker="alphabet"``, the
+            mask kernel, or ``beta > V / (V + 1)``.
+    """
+    if facts.clean_outside == 0:
+        return
+    if params.attacker != "any" or params.kernel != "uniform":
+        raise InvalidParameterError(
+            f"clean_outside = {facts.clean_outside} is invalid for attacker = "
+            f"{params.attacker!r}, kernel = {params.kernel!r}; valid: 0 (every clean "
+            "eligible token in the alphabet), or attacker='any' with kernel 'uniform'"
+        )
+    vocab = params.vocab_size
+    assert vocab is not None
+    if beta_limit_exceeded(params.beta, vocab):
+        raise InvalidParameterError(
+            f"beta = {params.beta!r} is invalid with {facts.clean_outside} clean eligible "
+            f"token(s) outside the alphabet of V = {vocab}; valid range: beta <= V / (V + 1) "
+            f"= {vocab / (vocab + 1):.6g} (or keep every clean eligible token in the alphabet)"
+        )
+
+
+def beta_limit_exceeded(beta: float, vocab_size: int) -> bool:
+    """Whether ``beta > V / (V + 1)`` exactly (clean out-of-alphabet tokens uncertified)."""
+    return not outside_dominates(beta, vocab_size)
+
+
+def certified_tokens(
+    p_lower: float, params: TokenParams, *, d_max: int, facts: TokenFacts | None = None
+) -> int | None:
     """Largest ``d <= d_max`` with every ``d' <= d`` certified; None if ``d = 0`` is not.
 
     Uses :func:`~smoothcert.certificates.max_certifiable_tokens` (one walk over ``d``),
     then re-checks the result with :func:`~smoothcert.certificates.token_lower_bound`
     under the mode's rule (strict ``L > 1/2`` for a majority vote), stepping down if
-    needed.
+    needed. ``facts`` gives the clean out-of-alphabet count (``attacker="any"``).
     """
-    kw: dict[str, Any] = {
-        "beta": params.beta,
-        "vocab_size": params.vocab_size,
-        "kernel": params.kernel_name,
-    }
+    kw = params.certificate_kwargs(facts)
 
     def ok(d: int) -> bool:
         bound = float(token_lower_bound(p_lower, d=d, **kw))
@@ -359,7 +456,7 @@ def decide_tokens(evidence: Evidence, params: TokenParams) -> CertifyResult:
         InvalidParameterError: on evidence that does not fit the parameters.
     """
     cls, p_lower, facts, details = bound_class(evidence, params, "tokens")
-    d_cert = certified_tokens(p_lower, params, d_max=facts.d_max)
+    d_cert = certified_tokens(p_lower, params, d_max=facts.d_max, facts=facts)
     certified = d_cert is not None
     return CertifyResult(
         method="tokens",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from smoothcert.decisions.tokens import TokenFacts, TokenParams
+from smoothcert.decisions.tokens import TokenFacts, TokenParams, beta_limit_exceeded
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods.sampler import PlannedStage, Sampler
 from smoothcert.methods.threats import AppliedThreat, ThreatModel, anywhere, positions
-from smoothcert.noise.tokens import TokenSubstitutionNoise
+from smoothcert.noise.tokens import BoundTokenNoise, TokenSubstitutionNoise
 
 
 def check_threat(threat: Any) -> ThreatModel:
@@ -89,7 +89,73 @@ def token_noise(params: TokenParams) -> TokenSubstitutionNoise:
     """The token kernel the parameters describe."""
     alphabet = list(params.alphabet) if isinstance(params.alphabet, tuple) else params.alphabet
     return TokenSubstitutionNoise(
-        beta=params.beta, alphabet=alphabet, kernel=params.kernel, mask_id=params.mask_id
+        beta=params.beta,
+        alphabet=alphabet,
+        kernel=params.kernel,
+        mask_id=params.mask_id,
+        attacker=params.attacker,
+    )
+
+
+def check_outside(params: TokenParams, bound: BoundTokenNoise) -> int:
+    """Number of clean eligible tokens outside the alphabet, checked before sampling.
+
+    Returns:
+        ``bound.num_outside`` (non-zero only for the uniform kernel with
+        ``attacker="any"``, where the kernel samples them as the certificate assumes).
+
+    Raises:
+        InvalidParameterError: if there are such tokens and ``beta > V / (V + 1)`` (the
+            any-token certificate covers them only up to that ``beta``).
+    """
+    count = int(bound.num_outside)
+    vocab = params.vocab_size
+    if count and vocab is not None and beta_limit_exceeded(params.beta, vocab):
+        raise InvalidParameterError(
+            f"beta = {params.beta!r} is invalid with {count} clean eligible token(s) outside "
+            f"the alphabet of V = {vocab}; valid range: beta <= V / (V + 1) = "
+            f"{vocab / (vocab + 1):.6g} (or keep every clean eligible token in the alphabet)"
+        )
+    return count
+
+
+def default_attacker(
+    attacker: str | None, alphabet_size: int | None, vocab_size: int | None
+) -> str:
+    """The threat certified when the user did not choose one.
+
+    ``"any"`` where the kernel's alphabet is smaller than the model's vocabulary (an
+    attacker could write a token the kernel never draws), ``"alphabet"`` where it is the
+    whole vocabulary or the vocabulary is not known (``vocab_size`` None), or for a
+    kernel without an alphabet. An explicit ``attacker`` is returned unchanged.
+
+    Example:
+        >>> default_attacker(None, 5000, 30522), default_attacker(None, 30522, 30522)
+        ('any', 'alphabet')
+    """
+    if attacker is not None:
+        return attacker
+    if alphabet_size is None or vocab_size is None:
+        return "alphabet"
+    return "any" if alphabet_size < int(vocab_size) else "alphabet"
+
+
+def kernel_for(
+    *,
+    beta: float,
+    alphabet: Any,
+    kernel: str,
+    mask_id: int | None,
+    attacker: str | None,
+    model_vocab_size: int | None,
+) -> TokenSubstitutionNoise:
+    """The token kernel of a ``certify`` call, with the default threat resolved."""
+    noise = TokenSubstitutionNoise(beta=beta, alphabet=alphabet, kernel=kernel, mask_id=mask_id)
+    chosen = default_attacker(attacker, noise.vocab_size, model_vocab_size)
+    if chosen == "alphabet" and attacker is None:
+        return noise
+    return TokenSubstitutionNoise(
+        beta=beta, alphabet=alphabet, kernel=kernel, mask_id=mask_id, attacker=chosen
     )
 
 
@@ -104,6 +170,8 @@ def check_placeholder(applied: AppliedThreat, noise: TokenSubstitutionNoise) -> 
             "from the mask id"
         )
     alphabet = noise.alphabet
+    if noise.kernel == "uniform" and noise.attacker == "any":
+        return  # an out-of-alphabet placeholder is a clean out-of-alphabet token
     if alphabet is not None and not bool((alphabet == placeholder).any()):
         raise InvalidParameterError(
             f"placeholder_id = {placeholder} is not in the kernel's alphabet; valid: "
@@ -121,7 +189,7 @@ def check_target(params: TokenParams, classes: int) -> None:
 
 
 def plan_stages(
-    sampler: Sampler, params: TokenParams, applied: AppliedThreat
+    sampler: Sampler, params: TokenParams, applied: AppliedThreat, *, clean_outside: int = 0
 ) -> tuple[tuple[PlannedStage, ...], TokenFacts]:
     """The stages of a token or hybrid run and the facts about the input.
 
@@ -142,6 +210,7 @@ def plan_stages(
         d_max=applied.d_max,
         sampling_tv_bound=float(sampler.noise.tv_bound()),
         eligible_positions=tuple(int(p) for p in applied.eligible.tolist()),
+        clean_outside=clean_outside,
     )
     return plan, facts
 
@@ -157,6 +226,7 @@ def params_from_arguments(
         "alphabet": alphabet_field(noise),
         "kernel": noise.kernel,
         "mask_id": noise.mask_id,
+        "attacker": noise.attacker,
         **threat_fields(threat),
         **mode,
     }

@@ -6,7 +6,8 @@ the eligible positions of a :mod:`~smoothcert.methods.threats` model
 (:mod:`smoothcert.noise.tokens`; Lee et al. 2019, arXiv 1906.04948) and
 ``e ~ N(0, sigma^2 I)`` is Gaussian noise on the image, both drawn from one generator
 (:class:`~smoothcert.noise.product.TokenImageNoise`). The attacker substitutes at most
-``d`` eligible tokens (writing alphabet tokens) AND moves the image by ``delta`` with
+``d`` eligible tokens (writing alphabet tokens, or any vocabulary id with
+``attacker="any"``) AND moves the image by ``delta`` with
 ``||delta||_2 <= r``; ``r`` is in the units of the image tensor (pixels in [0, 1] unless
 the model normalises inside), ``d`` in tokens.
 
@@ -75,8 +76,10 @@ from smoothcert.decisions.hybrid_sequential import (
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods._common import check_image, model_device
 from smoothcert.methods._tokens_common import (
+    check_outside,
     check_placeholder,
     check_threat,
+    kernel_for,
     params_from_arguments,
     plan_stages,
     threat_of,
@@ -86,7 +89,7 @@ from smoothcert.methods.sampler import Prepared, Sampler, draw, round_rule
 from smoothcert.methods.threats import ThreatModel
 from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.noise.product import TokenImageNoise
-from smoothcert.noise.tokens import TokenSubstitutionNoise, check_tokens
+from smoothcert.noise.tokens import check_tokens
 from smoothcert.records import CertifyResult, Evidence
 from smoothcert.sampling.device import check_device
 
@@ -154,6 +157,7 @@ def prepare(
     bound = TokenImageNoise(noise, GaussianNoise(params.sigma)).bind(
         applied.tokens, image, applied.eligible
     )
+    outside = check_outside(params, bound.tokens)
     sampler = Sampler(
         model,
         bound,
@@ -164,7 +168,7 @@ def prepare(
         autocast_dtype=autocast_dtype,
         probe=probe,
     )
-    plan, facts = plan_stages(sampler, params, applied)
+    plan, facts = plan_stages(sampler, params, applied, clean_outside=outside)
     if isinstance(params, HybridSequentialParams):
         # the estimation samples are drawn in rounds, as the stopping rule asks
         plan = tuple(s for s in plan if s.role == "selection")
@@ -202,6 +206,8 @@ def certify(
     threat: ThreatModel | None = None,
     kernel: str = "uniform",
     mask_id: int | None = None,
+    attacker: str | None = None,
+    model_vocab_size: int | None = None,
     tau: float = 0.5,
     target: int | None = None,
     batch_size: int = 1000,
@@ -215,9 +221,9 @@ def certify(
 
     The certificate: with probability at least ``1 - alpha`` over the samples, for every
     ``d <= d_max`` and every attack with at most ``d`` substituted eligible tokens
-    (alphabet tokens) and an image perturbation of L2 norm below ``radius_curve[d]``,
-    the smoothed model still returns the class (majority mode) or still flags the pair
-    (safety-filter mode, ``P(target) >= tau``).
+    (alphabet tokens, or any ids with ``attacker="any"``) and an image perturbation of
+    L2 norm below ``radius_curve[d]``, the smoothed model still returns the class
+    (majority mode) or still flags the pair (safety-filter mode, ``P(target) >= tau``).
 
     Args:
         model: ``torch.nn.Module`` in eval mode (or a callable) taking token ids
@@ -237,6 +243,12 @@ def certify(
             (:mod:`~smoothcert.methods.threats`); default every position, ``d_max = L``.
         kernel: ``"uniform"`` or ``"mask"``.
         mask_id: mask token id (``"mask"`` kernel only).
+        attacker: ``"alphabet"`` (the attacker writes alphabet tokens; every clean
+            eligible token must lie in the alphabet) or ``"any"`` (any vocabulary id;
+            the uniform kernel then samples out-of-alphabet tokens too). Default None:
+            ``"any"`` when ``model_vocab_size`` is given and larger than the alphabet,
+            else ``"alphabet"``.
+        model_vocab_size: the model's vocabulary size, used only for that default.
         tau: threshold in (0, 1): 1/2 for majority vote, the flagging threshold of the
             safety filter otherwise.
         target: the fixed class of the safety filter, or None for majority vote.
@@ -264,7 +276,14 @@ def certify(
             positions, a NaN/Inf or non-float image, a batch axis on the tokens, a
             target outside the classes.
     """
-    noise = TokenSubstitutionNoise(beta=beta, alphabet=alphabet, kernel=kernel, mask_id=mask_id)
+    noise = kernel_for(
+        beta=beta,
+        alphabet=alphabet,
+        kernel=kernel,
+        mask_id=mask_id,
+        attacker=attacker,
+        model_vocab_size=model_vocab_size,
+    )
     fields = params_from_arguments(
         noise, check_threat(threat), n0=n0, n=n, alpha=alpha, tau=tau, target=target
     )
@@ -298,6 +317,8 @@ def certify_sequential(
     threat: ThreatModel | None = None,
     kernel: str = "uniform",
     mask_id: int | None = None,
+    attacker: str | None = None,
+    model_vocab_size: int | None = None,
     tau: float = 0.5,
     target: int | None = None,
     first_round: int = 100,
@@ -341,6 +362,8 @@ def certify_sequential(
         threat: eligible positions and ``d_max``, as in :func:`certify`.
         kernel: ``"uniform"`` or ``"mask"``.
         mask_id: mask token id (``"mask"`` only).
+        attacker: ``"alphabet"`` or ``"any"`` (default: see :func:`certify`).
+        model_vocab_size: the model's vocabulary size (for the default threat).
         tau: the threshold: 1/2 for majority vote, the flag threshold of a filter.
         target: the safety filter's class, or None for majority vote.
         batch_size: samples per forward pass, >= 1.
@@ -358,7 +381,14 @@ def certify_sequential(
     Raises:
         InvalidParameterError: on any bad argument, before sampling.
     """
-    noise = TokenSubstitutionNoise(beta=beta, alphabet=alphabet, kernel=kernel, mask_id=mask_id)
+    noise = kernel_for(
+        beta=beta,
+        alphabet=alphabet,
+        kernel=kernel,
+        mask_id=mask_id,
+        attacker=attacker,
+        model_vocab_size=model_vocab_size,
+    )
     fields = params_from_arguments(
         noise, check_threat(threat), n0=n0, alpha=alpha, tau=tau, target=target
     )

@@ -61,7 +61,7 @@ def model_lipschitz(model: Any) -> float:
         raise InvalidParameterError(
             f"model of type {type(model).__name__} has no certified Lipschitz constant; valid: "
             "a model with a `lipschitz` attribute (the certified L2 constant of its logits), "
-            "e.g. the bundled digits_lipschitz, or one set from "
+            "e.g. the bundled digits_lipschitz or fmnist_lipschitz, or one set from "
             "smoothcert.models.lipschitz_upper_bound(model)"
         )
     if (
@@ -157,7 +157,7 @@ def certify(
         temperature: ``t > 0``; the score is ``softmax(t * logits)``.
         logit_lipschitz: the certified constant of the logits; None takes
             ``model.lipschitz``.
-        score_bound: ``"hoeffding"`` or ``"bernstein"``.
+        score_bound: ``"hoeffding"``, ``"bernstein"`` or ``"betting"`` (keeps score histograms).
         batch_size: samples per forward pass.
         seed: seed of the sampling generator (recorded).
         **options: ``num_classes``, ``device``, ``input_shape``, ``autocast_dtype``.

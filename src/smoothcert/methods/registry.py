@@ -39,6 +39,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from smoothcert.decisions.attack import AttackParams, decide_attack
+from smoothcert.decisions.attack_hybrid import HybridAttackParams, decide_attack_hybrid
 from smoothcert.decisions.cohen import (
     GaussianParams,
     GaussianPredictParams,
@@ -58,6 +60,7 @@ from smoothcert.decisions.dual import (
     decide_dual,
     decide_dual_predict,
 )
+from smoothcert.decisions.fields import FieldsParams, decide_fields
 from smoothcert.decisions.hybrid import HybridParams, decide_hybrid
 from smoothcert.decisions.hybrid_sequential import HybridSequentialParams, decide_hybrid_sequential
 from smoothcert.decisions.lipschitz import LipschitzParams, decide_lipschitz
@@ -74,7 +77,7 @@ model, the image unchanged); a (tokens, image) pair, both noised."""
 DATASET_KINDS: dict[str, tuple[str, ...]] = {
     "image": ("image",),
     "tokens": ("text", "text_image"),
-    "tokens+image": ("text_image",),
+    "tokens+image": ("text_image", "tabular"),
 }
 """The dataset kinds (``smoothcert.data.dataset_kind``) that fit each input kind."""
 
@@ -277,6 +280,17 @@ register_method(
 )
 register_method(
     MethodSpec(
+        name="hybrid-fields",
+        summary="hybrid smoothing of tabular rows: d changed categorical fields + L2 on the rest",
+        params_type=FieldsParams,
+        decide=decide_fields,
+        preparer="smoothcert.methods.fields:prepare",
+        input_kind="tokens+image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
         name="hybrid-sequential",
         summary="hybrid, sequential: decide target points (d, r) with as few samples as needed",
         params_type=HybridSequentialParams,
@@ -362,6 +376,28 @@ register_method(
         decide=decide_lipschitz,
         preparer="smoothcert.methods.lipschitz:prepare",
         input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="attack-l2",
+        summary="empirical: L2 PGD on the smoothed classifier (SmoothAdv) at a radius grid",
+        params_type=AttackParams,
+        decide=decide_attack,
+        preparer="smoothcert.methods.attack:prepare",
+        input_kind="image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="attack-hybrid",
+        summary="empirical: token edits + image PGD against a smoothed text+image filter",
+        params_type=HybridAttackParams,
+        decide=decide_attack_hybrid,
+        preparer="smoothcert.methods.attack_hybrid:prepare",
+        input_kind="tokens+image",
         radius_unit="l2",
     )
 )

@@ -37,7 +37,7 @@ from smoothcert.methods._common import (
     model_rejected_input,
     probe_num_classes,
 )
-from smoothcert.records import Evidence, Facts, StageEvidence
+from smoothcert.records import Evidence, Facts, ScoreHistograms, StageEvidence
 from smoothcert.sampling.engine import count_classes, make_generator
 from smoothcert.sampling.scores import ScoreTotals, score_classes
 
@@ -145,16 +145,25 @@ class Sampler:
         except IndexError as err:
             raise model_rejected_input(err, self._clean_batch, when="on a noisy sample") from err
 
-    def scores(self, num: int, score_map: str, temperature: float = 1.0) -> ScoreTotals:
+    def scores(
+        self,
+        num: int,
+        score_map: str,
+        temperature: float = 1.0,
+        *,
+        histogram_bins: int | None = None,
+    ) -> ScoreTotals:
         """Class counts and per-class score sums of ``num`` fresh noisy samples.
 
         The same generator stream as :meth:`counts` (the same counts for the same draws);
         the scores are ``score_map`` (``hardmax``, ``softmax``, ``sparsemax``) of
         ``temperature * logits``, summed on the device
-        (:func:`smoothcert.sampling.scores.score_classes`).
+        (:func:`smoothcert.sampling.scores.score_classes`), with per-class histograms of
+        ``histogram_bins + 1`` bins if asked for.
 
         Returns:
-            :class:`~smoothcert.sampling.scores.ScoreTotals` (counts, sums, sq_sums).
+            :class:`~smoothcert.sampling.scores.ScoreTotals` (counts, sums, sq_sums,
+            histograms).
 
         Raises:
             InvalidParameterError: as :meth:`counts`, or on a bad map or temperature.
@@ -170,6 +179,7 @@ class Sampler:
                 score_map=score_map,
                 temperature=temperature,
                 autocast_dtype=self.autocast_dtype,
+                histogram_bins=histogram_bins,
             )
         except IndexError as err:
             raise model_rejected_input(err, self._clean_batch, when="on a noisy sample") from err
@@ -178,8 +188,8 @@ class Sampler:
         """Draw ``stage`` with this sampler: its counts, and score sums if it asks for them."""
         if stage.scores is None:
             return _stage(stage, self.counts(stage.n))
-        totals = self.scores(stage.n, *stage.scores)
-        return _stage(stage, totals.counts, totals.sums, totals.sq_sums)
+        totals = self.scores(stage.n, *stage.scores, histogram_bins=stage.histogram_bins)
+        return _stage(stage, totals.counts, totals.sums, totals.sq_sums, totals.histograms)
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,8 @@ class PlannedStage:
         scores: None for class counts only; ``(score_map, temperature)`` to record also
             per-class score sums and sums of squares
             (:func:`smoothcert.sampling.scores.score_classes`).
+        histogram_bins: with ``scores``: None, or ``B`` to record also per-class score
+            histograms of ``B + 1`` bins (for the betting bounds).
     """
 
     role: str
@@ -203,6 +215,7 @@ class PlannedStage:
     alpha: float
     source: int = 0
     scores: tuple[str, float] | None = None
+    histogram_bins: int | None = None
 
 
 NextStage = Callable[[Evidence], PlannedStage | None]
@@ -283,7 +296,7 @@ def round_rule(next_size: Callable[[Evidence], int | None]) -> NextStage:
 
 
 def _stage(
-    planned: PlannedStage, counts: Any, sums: Any = None, sq_sums: Any = None
+    planned: PlannedStage, counts: Any, sums: Any = None, sq_sums: Any = None, hist: Any = None
 ) -> StageEvidence:
     return StageEvidence(
         planned.role,
@@ -292,6 +305,7 @@ def _stage(
         counts=tuple(counts),
         score_sums=None if sums is None else tuple(float(v) for v in sums),
         score_sq_sums=None if sq_sums is None else tuple(float(v) for v in sq_sums),
+        score_histograms=None if hist is None else ScoreHistograms.from_dense(hist),
     )
 
 
@@ -381,7 +395,13 @@ def _measure_many(
         return [_stage(stage, row) for row in _counts_many(prepared, stage, max_batch)]
     totals = _counts_many(prepared, stage, max_batch)
     return [
-        _stage(stage, totals.counts[i], totals.sums[i], totals.sq_sums[i])
+        _stage(
+            stage,
+            totals.counts[i],
+            totals.sums[i],
+            totals.sq_sums[i],
+            None if totals.histograms is None else totals.histograms[i],
+        )
         for i in range(len(prepared))
     ]
 
@@ -417,6 +437,7 @@ def _counts_many(prepared: Sequence[Prepared], stage: PlannedStage, max_batch: i
                 temperature=stage.scores[1],
                 autocast_dtype=s0.autocast_dtype,
                 max_batch=max_batch,
+                histogram_bins=stage.histogram_bins,
             )
         return count_classes_many(
             s0.model,

@@ -32,7 +32,12 @@ import torch
 
 from smoothcert.decisions.cohen import GaussianFacts
 from smoothcert.decisions.combined import SoftCombinedParams
-from smoothcert.decisions.soft import SoftParams, decide_soft, decide_soft_top2
+from smoothcert.decisions.soft import (
+    SoftParams,
+    decide_soft,
+    decide_soft_top2,
+    histogram_bins_for,
+)
 from smoothcert.methods.cohen import _sampler
 from smoothcert.methods.sampler import PlannedStage, Prepared, draw
 from smoothcert.records import CertifyResult, Evidence
@@ -71,7 +76,9 @@ def prepare(
     Returns:
         The :class:`~smoothcert.methods.sampler.Prepared` sampler and the stages
         ``selection`` (``n0``) and ``estimation`` (``n``), both with
-        ``scores=(score_map, temperature)``.
+        ``scores=(score_map, temperature)``; the estimation stage keeps per-class score
+        histograms for the betting bound
+        (:func:`~smoothcert.decisions.soft.histogram_bins_for`).
 
     Raises:
         InvalidParameterError: on any bad argument, before sampling.
@@ -98,9 +105,11 @@ def prepare(
         probe=probe,
     )
     scores = (params.score_map, params.temperature)
+    bound = params.score_bound if isinstance(params, SoftParams) else params.bound
+    bins = histogram_bins_for(params.score_map, bound)  # betting: per-class histograms
     plan = (
         PlannedStage("selection", params.n0, 0.0, scores=scores),
-        PlannedStage("estimation", params.n, params.alpha, scores=scores),
+        PlannedStage("estimation", params.n, params.alpha, scores=scores, histogram_bins=bins),
     )
     return Prepared(sampler, plan, GaussianFacts(num_classes=sampler.num_classes), start)
 
@@ -150,7 +159,8 @@ def certify(
         alpha: one-sided failure probability of the certificate, in (0, 1).
         score_map: ``"hardmax"``, ``"softmax"`` or ``"sparsemax"``.
         temperature: ``t > 0``, the map is applied to ``t * logits``.
-        score_bound: ``"hoeffding"`` or ``"bernstein"`` (empirical Bernstein).
+        score_bound: ``"hoeffding"``, ``"bernstein"`` (empirical Bernstein) or
+            ``"betting"`` (order-invariant betting on per-class score histograms).
         top2: use the top-two certificate
             (:func:`~smoothcert.decisions.soft.decide_soft_top2`, method ``"soft-top2"``).
         batch_size: samples per forward pass, >= 1.

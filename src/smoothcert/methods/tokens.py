@@ -8,7 +8,8 @@ or ``"mask"`` (replace by a mask id with probability ``beta``). Lee et al. 2019
 (arXiv 1906.04948) give the discrete Neyman-Pearson certificate; DESIGN.md "Token
 substitution kernels" states it; :func:`smoothcert.certificates.token_lower_bound`
 computes ``L(d)``, the smallest probability of the certified class over every input
-with at most ``d`` substituted eligible tokens (attacker tokens inside the alphabet).
+with at most ``d`` substituted eligible tokens (attacker tokens inside the alphabet,
+or any vocabulary id with ``attacker="any"``, see :func:`certify`).
 
 Two modes:
 
@@ -83,8 +84,10 @@ import torch
 from smoothcert.decisions.tokens import TokenParams, decide_tokens
 from smoothcert.methods._common import check_image, model_device
 from smoothcert.methods._tokens_common import (
+    check_outside,
     check_placeholder,
     check_threat,
+    kernel_for,
     params_from_arguments,
     plan_stages,
     threat_of,
@@ -93,7 +96,7 @@ from smoothcert.methods._tokens_common import (
 from smoothcert.methods.sampler import Prepared, Sampler, draw
 from smoothcert.methods.threats import ThreatModel
 from smoothcert.noise.product import BoundWithFixedInputs
-from smoothcert.noise.tokens import TokenSubstitutionNoise, check_tokens
+from smoothcert.noise.tokens import check_tokens
 from smoothcert.records import CertifyResult, Evidence
 from smoothcert.sampling.device import check_device
 
@@ -153,6 +156,7 @@ def prepare(
     applied = threat.apply(tokens.to(dev))
     check_placeholder(applied, noise)
     bound = noise.bind(applied.tokens, applied.eligible)
+    outside = check_outside(params, bound)
     sampler = Sampler(
         model,
         BoundWithFixedInputs(bound, tuple(t.to(dev) for t in fixed)) if fixed else bound,
@@ -163,7 +167,7 @@ def prepare(
         autocast_dtype=autocast_dtype,
         probe=probe,
     )
-    plan, facts = plan_stages(sampler, params, applied)
+    plan, facts = plan_stages(sampler, params, applied, clean_outside=outside)
     return Prepared(sampler, plan, facts, start)
 
 
@@ -189,6 +193,8 @@ def certify(
     threat: ThreatModel | None = None,
     kernel: str = "uniform",
     mask_id: int | None = None,
+    attacker: str | None = None,
+    model_vocab_size: int | None = None,
     tau: float = 0.5,
     target: int | None = None,
     batch_size: int = 1000,
@@ -202,9 +208,9 @@ def certify(
     See the module docstring for the two modes. The certificate: with probability at
     least ``1 - alpha`` over the samples, for every ``d <= radius`` and every sequence
     ``u'`` that differs from the (threat-applied) sequence in at most ``d`` eligible
-    positions, with alphabet tokens, the smoothed classifier at ``u'`` still returns
-    the class (majority mode: ``P(A) > 1/2``), or still flags (safety mode:
-    ``P(target) >= tau``).
+    positions, with alphabet tokens (any ids with ``attacker="any"``), the smoothed
+    classifier at ``u'`` still returns the class (majority mode: ``P(A) > 1/2``), or
+    still flags (safety mode: ``P(target) >= tau``).
 
     Args:
         model: ``torch.nn.Module`` in eval mode (or a callable) mapping a LongTensor of
@@ -221,6 +227,12 @@ def certify(
             and ``d_max``); default :func:`~smoothcert.methods.threats.anywhere`.
         kernel: ``"uniform"`` or ``"mask"``.
         mask_id: mask token id (``"mask"`` kernel only).
+        attacker: ``"alphabet"`` (the attacker writes alphabet tokens; every clean
+            eligible token must lie in the alphabet) or ``"any"`` (any vocabulary id;
+            the uniform kernel then samples out-of-alphabet tokens too). Default None:
+            ``"any"`` when ``model_vocab_size`` is given and larger than the alphabet,
+            else ``"alphabet"``.
+        model_vocab_size: the model's vocabulary size, used only for that default.
         tau: decision threshold in (0, 1): 1/2 for majority vote (``>= 1/2`` there),
             the flagging threshold in safety-filter mode.
         target: the fixed class of the safety filter (e.g. 1 = "unsafe"), or None for
@@ -253,7 +265,14 @@ def certify(
             (0, 1), V < 2, tau outside (0, 1), d_max outside [0, D], non-integer or
             out-of-alphabet tokens at eligible positions, a target outside the classes.
     """
-    noise = TokenSubstitutionNoise(beta=beta, alphabet=alphabet, kernel=kernel, mask_id=mask_id)
+    noise = kernel_for(
+        beta=beta,
+        alphabet=alphabet,
+        kernel=kernel,
+        mask_id=mask_id,
+        attacker=attacker,
+        model_vocab_size=model_vocab_size,
+    )
     fields = params_from_arguments(
         noise, check_threat(threat), n0=n0, n=n, alpha=alpha, tau=tau, target=target
     )

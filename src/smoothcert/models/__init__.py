@@ -9,15 +9,23 @@ noise at ``beta = 0.7`` and Gaussian image noise at each sigma (see
 :mod:`smoothcert.models.train_listings` and ``docs/datasets.md``). Recreate the weights
 with ``smoothcert train [--model listing_filter]``
 (:func:`smoothcert.models.train.train_all`). ``digits_lipschitz``
-(:class:`DigitsLipschitzNet`) is a 1-Lipschitz (L2) network on digits whose loaded
-model carries ``lipschitz``, the certified constant of its logits (recorded in the
-manifest, checked against the weights); :func:`lipschitz_upper_bound` computes such a
-bound for any chain network (see :mod:`smoothcert.models.lipschitz`).
+(:class:`DigitsLipschitzNet`) and ``fmnist_lipschitz`` (:class:`FashionLipschitzNet`)
+are 1-Lipschitz (L2) networks whose loaded model carries ``lipschitz``, the certified
+constant of its logits (recorded in the manifest, checked against the weights);
+:func:`lipschitz_upper_bound` computes such a bound for any chain network (see
+:mod:`smoothcert.models.lipschitz`).
 
 Example:
     >>> from smoothcert.models import available_sigmas, list_models, load_model
-    >>> list_models()
-    ['digits_cnn', 'digits_lipschitz', 'fmnist_cnn', 'fmnist_sigma_estimator', 'listing_filter']
+    >>> for name in list_models():
+    ...     print(name)
+    digits_cnn
+    digits_lipschitz
+    fmnist_cnn
+    fmnist_lipschitz
+    fmnist_sigma_estimator
+    listing_filter
+    tabular_mlp
     >>> available_sigmas("digits_cnn")
     (0.25, 0.5, 1.0)
     >>> load_model("listing_filter", sigma=0.25).beta
@@ -34,7 +42,13 @@ from smoothcert.models.architectures import (
     get_model_spec,
     list_models,
 )
-from smoothcert.models.lipschitz import DigitsLipschitzNet, MaxMin, lipschitz_upper_bound
+from smoothcert.models.lipschitz import (
+    DigitsLipschitzNet,
+    FashionLipschitzNet,
+    LipschitzMLP,
+    MaxMin,
+    lipschitz_upper_bound,
+)
 from smoothcert.models.loading import (
     WeightsInfo,
     available_sigmas,
@@ -48,6 +62,8 @@ from smoothcert.models.train import noisy_accuracy, save_weights, train_all, tra
 __all__ = [
     "DigitsCNN",
     "DigitsLipschitzNet",
+    "FashionLipschitzNet",
+    "LipschitzMLP",
     "MaxMin",
     "FashionCNN",
     "ListingFilter",

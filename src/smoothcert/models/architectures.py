@@ -30,7 +30,8 @@ from torch import nn
 from torch.nn import functional
 
 from smoothcert.errors import InvalidParameterError
-from smoothcert.models.lipschitz import DigitsLipschitzNet
+from smoothcert.models.lipschitz import DigitsLipschitzNet, FashionLipschitzNet
+from smoothcert.models.tabular import TabularMLP
 
 __all__ = [
     "DigitsCNN",
@@ -309,7 +310,8 @@ class ModelSpec:
         input_shape: shape ``(C, H, W)`` of one input.
         num_classes: number of output logits.
         description: one line for listings.
-        kind: ``"image"`` (``model(images)``) or ``"text_image"``
+        kind: ``"image"`` (``model(images)``), ``"tabular"`` (``model(tokens, continuous)``,
+            categorical fields and a continuous vector) or ``"text_image"``
             (``model(tokens, images)``), as :func:`smoothcert.data.dataset_kind`.
         sigma_estimator: for a classifier family, the name of the bundled sigma
             estimator of dual randomized smoothing trained for its per-sigma experts
@@ -355,6 +357,17 @@ _MODELS: dict[str, ModelSpec] = {
         description="small CNN for Fashion-MNIST (1x28x28, pixels in [0, 1]), 10 classes",
         sigma_estimator="fmnist_sigma_estimator",
     ),
+    "fmnist_lipschitz": ModelSpec(
+        name="fmnist_lipschitz",
+        dataset="fashion_mnist",
+        build=FashionLipschitzNet,
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        description=(
+            "1-Lipschitz (L2) network for Fashion-MNIST (1x28x28, pixels in [0, 1]): orthogonal "
+            "dense layers and MaxMin; certified Lipschitz constant of the logits in the manifest"
+        ),
+    ),
     "fmnist_sigma_estimator": ModelSpec(
         name="fmnist_sigma_estimator",
         dataset="fashion_mnist",
@@ -378,6 +391,18 @@ _MODELS: dict[str, ModelSpec] = {
         ),
         kind="text_image",
     ),
+    "tabular_mlp": ModelSpec(
+        name="tabular_mlp",
+        dataset="fair",
+        build=TabularMLP,
+        input_shape=(3,),  # type: ignore[arg-type]  # the continuous vector (C,)
+        num_classes=2,
+        description=(
+            "per-field embeddings + MLP for the fair table: 5 categorical fields (B, 5) and 3 "
+            "continuous columns (B, 3) in train standard deviations -> (no affair, affair)"
+        ),
+        kind="tabular",
+    ),
 }
 
 
@@ -386,8 +411,15 @@ def list_models() -> list[str]:
 
     Example:
         >>> from smoothcert.models import list_models
-        >>> list_models()
-        ['digits_cnn', 'digits_lipschitz', 'fmnist_cnn', 'fmnist_sigma_estimator', 'listing_filter']
+        >>> for name in list_models():
+        ...     print(name)
+        digits_cnn
+        digits_lipschitz
+        fmnist_cnn
+        fmnist_lipschitz
+        fmnist_sigma_estimator
+        listing_filter
+        tabular_mlp
     """
     return sorted(_MODELS)
 

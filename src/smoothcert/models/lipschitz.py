@@ -1,4 +1,4 @@
-"""Certified L2 Lipschitz constants: a 1-Lipschitz digits network and a generic bound.
+"""Certified L2 Lipschitz constants: 1-Lipschitz dense networks and a generic bound.
 
 A CERTIFIED constant is an upper bound proved from the weights, never an estimate from
 data (DESIGN.md, "Soft scores, Lipschitz-aware radius"). Everything here bounds the
@@ -32,7 +32,7 @@ anything else.
   stride). This is usually far from tight, and so is the product over a deep network:
   :func:`lipschitz_upper_bound` of an ordinary (unconstrained) network is typically
   orders of magnitude above its true local behaviour, so useless for a certificate.
-  Use a network built to be 1-Lipschitz (:class:`DigitsLipschitzNet`) instead.
+  Use a network built to be 1-Lipschitz (:class:`LipschitzMLP`) instead.
 
 **Rounding (soundness rule 4).** A float64 SVD of a float32 matrix returns the largest
 singular value of the (exactly representable) float32 matrix to a relative error of a
@@ -64,6 +64,8 @@ from smoothcert.errors import InvalidParameterError
 
 __all__ = [
     "DigitsLipschitzNet",
+    "FashionLipschitzNet",
+    "LipschitzMLP",
     "MaxMin",
     "lipschitz_upper_bound",
     "orthogonalize",
@@ -94,69 +96,102 @@ class MaxMin(nn.Module):
         return torch.cat([torch.maximum(a, b), torch.minimum(a, b)], dim=-1)
 
 
-class DigitsLipschitzNet(nn.Module):
-    """1-Lipschitz (in L2) classifier for 1x8x8 digit images in [0, 1], 10 classes.
+class LipschitzMLP(nn.Module):
+    """1-Lipschitz (in L2) dense classifier: orthogonal linear layers and MaxMin.
 
-    Layers (``self.net``, an ``nn.Sequential``): flatten (64), linear 64->128, MaxMin,
-    linear 128->128, MaxMin, linear 128->128, MaxMin, linear 128->10 (logits). No batch
-    normalisation. It is trained with every weight exactly orthogonal (orthonormal
-    columns for 64->128, orthonormal rows for 128->10; PyTorch's
-    ``parametrizations.orthogonal``, see :func:`orthogonalize`), so each linear layer
-    has spectral norm 1 up to float rounding; after training the weights are stored as
-    plain matrices (:func:`unparametrize`) and the certified constant of the logits is
-    recomputed from them by :func:`lipschitz_upper_bound` (float64 SVD per layer,
-    inflated). :func:`~smoothcert.models.load_model` sets ``model.lipschitz`` to the
+    Layers (``self.net``, an ``nn.Sequential``): flatten, linear ``in -> width``, MaxMin,
+    ``depth - 1`` times (linear ``width -> width``, MaxMin), linear ``width -> classes``
+    (logits). No batch normalisation. It is trained with every weight exactly orthogonal
+    (orthonormal columns or rows; PyTorch's ``parametrizations.orthogonal``, see
+    :func:`orthogonalize`), so each linear layer has spectral norm 1 up to float
+    rounding; after training the weights are stored as plain matrices
+    (:func:`unparametrize`) and the certified constant of the logits is recomputed from
+    them by :func:`lipschitz_upper_bound` (float64 SVD per layer, inflated). The
+    certificate never relies on the training constraint: it uses the constant of the
+    stored weights. :func:`~smoothcert.models.load_model` sets ``model.lipschitz`` to the
     value recorded in the manifest and refuses weights whose recomputed bound exceeds it.
 
-    Attributes:
-        input_shape: ``(1, 8, 8)``.
-        num_classes: ``10``.
-        width: hidden width (128).
+    Args:
+        input_shape: shape ``(C, H, W)`` of one input (pixels in [0, 1]).
+        width: hidden width, even (MaxMin pairs units), >= 2.
+        depth: number of hidden layers, >= 1.
+        num_classes: number of logits, >= 2.
 
     Example:
         >>> import torch
-        >>> net = DigitsLipschitzNet().eval()
-        >>> net(torch.zeros(2, 1, 8, 8)).shape
-        torch.Size([2, 10])
-        >>> sum(p.numel() for p in net.parameters())
-        42634
+        >>> net = LipschitzMLP((1, 4, 4), width=8, depth=2, num_classes=3).eval()
+        >>> net(torch.zeros(2, 1, 4, 4)).shape
+        torch.Size([2, 3])
     """
 
-    input_shape: tuple[int, int, int] = (1, 8, 8)
-    num_classes: int = 10
-    width: int = 128
-
-    def __init__(self) -> None:
+    def __init__(
+        self, input_shape: tuple[int, int, int], *, width: int, depth: int, num_classes: int
+    ) -> None:
         super().__init__()
-        w = self.width
-        self.net = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(64, w),
-            MaxMin(),
-            nn.Linear(w, w),
-            MaxMin(),
-            nn.Linear(w, w),
-            MaxMin(),
-            nn.Linear(w, self.num_classes),
-        )
+        if width < 2 or width % 2 or depth < 1 or num_classes < 2:
+            raise InvalidParameterError(
+                f"width = {width!r}, depth = {depth!r}, num_classes = {num_classes!r} is "
+                "invalid; valid: an even width >= 2, depth >= 1, num_classes >= 2"
+            )
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.width = width
+        layers: list[nn.Module] = [nn.Flatten(), nn.Linear(math.prod(input_shape), width)]
+        for _ in range(depth - 1):
+            layers += [MaxMin(), nn.Linear(width, width)]
+        layers += [MaxMin(), nn.Linear(width, num_classes)]
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return logits ``(B, 10)`` for images ``(B, 1, 8, 8)`` (pixels plus any noise)."""
+        """Return logits ``(B, num_classes)`` for images ``(B, *input_shape)``."""
         logits: torch.Tensor = self.net(x)
         return logits
 
 
-def orthogonalize(model: nn.Module) -> nn.Module:
+class DigitsLipschitzNet(LipschitzMLP):
+    """The ``digits_lipschitz`` network: :class:`LipschitzMLP` for 1x8x8 digits.
+
+    Flatten (64), linear 64->128, MaxMin, two (linear 128->128, MaxMin), linear 128->10.
+
+    Example:
+        >>> net = DigitsLipschitzNet()
+        >>> sum(p.numel() for p in net.parameters())
+        42634
+    """
+
+    def __init__(self) -> None:
+        super().__init__((1, 8, 8), width=128, depth=3, num_classes=10)
+
+
+class FashionLipschitzNet(LipschitzMLP):
+    """The ``fmnist_lipschitz`` network: :class:`LipschitzMLP` for 1x28x28 Fashion-MNIST.
+
+    Flatten (784), linear 784->256, MaxMin, two (linear 256->256, MaxMin), linear
+    256->10.
+
+    Example:
+        >>> net = FashionLipschitzNet()
+        >>> sum(p.numel() for p in net.parameters())
+        335114
+    """
+
+    def __init__(self) -> None:
+        super().__init__((1, 28, 28), width=256, depth=3, num_classes=10)
+
+
+def orthogonalize(model: nn.Module, *, orthogonal_map: str | None = None) -> nn.Module:
     """Constrain every ``nn.Linear`` weight of ``model`` to be orthogonal (in place).
 
     Uses ``torch.nn.utils.parametrizations.orthogonal``: the weight is recomputed from
     free parameters at every forward pass as an exactly orthogonal (square) or
     semi-orthogonal (rectangular: orthonormal rows or columns) matrix, up to float
-    rounding, so its spectral norm is 1. Returns ``model``.
+    rounding, so its spectral norm is 1. ``orthogonal_map`` is passed on (None: PyTorch's
+    default; ``"cayley"`` is several times faster for wide rectangular layers). Returns
+    ``model``.
     """
     for module in model.modules():
         if isinstance(module, nn.Linear) and not parametrize.is_parametrized(module):
-            parametrizations.orthogonal(module)
+            parametrizations.orthogonal(module, orthogonal_map=orthogonal_map)
     return model
 
 
@@ -246,12 +281,12 @@ def lipschitz_upper_bound(model: nn.Module) -> float:
         For an ordinary network this bound is usually useless: products of layer norms
         overestimate the true constant by orders of magnitude, and a Lipschitz-aware
         radius with such an ``L`` equals Cohen's. It is useful for networks trained to
-        be 1-Lipschitz, such as :class:`DigitsLipschitzNet`.
+        be 1-Lipschitz, such as :class:`LipschitzMLP`.
 
     Args:
         model: an ``nn.Sequential`` chain of supported layers, or a module with a
-            ``net`` attribute that is one and whose forward is ``net(x)`` (as
-            :class:`DigitsLipschitzNet`).
+            ``net`` attribute that is one and whose forward is ``net(x)`` (a
+            :class:`LipschitzMLP`).
 
     Returns:
         The bound (> 0 finite float), in output units per input unit.
@@ -261,12 +296,12 @@ def lipschitz_upper_bound(model: nn.Module) -> float:
             product of layers would not be sound for it).
     """
     chain = model if isinstance(model, nn.Sequential) else None
-    if chain is None and isinstance(model, DigitsLipschitzNet):
+    if chain is None and isinstance(model, LipschitzMLP):
         chain = model.net
     if chain is None:
         raise InvalidParameterError(
             f"model of type {type(model).__name__} is invalid for lipschitz_upper_bound; "
-            "valid: an nn.Sequential chain (or DigitsLipschitzNet); a product of layer norms "
+            "valid: an nn.Sequential chain (or a LipschitzMLP); a product of layer norms "
             "is not sound for other structures"
         )
     return _layer_bound(chain) * (1.0 + _PRODUCT_SLACK)

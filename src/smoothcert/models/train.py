@@ -103,7 +103,13 @@ IMAGE_TRAINING_DEFAULTS: dict[str, tuple[int, int, float]] = {
 }
 """Default ``(epochs, batch_size, peak_lr)`` of each bundled image model."""
 
-_VOTE_EXAMPLES: dict[str, int] = {"fmnist_cnn": FMNIST_VOTE_EXAMPLES}
+_VOTE_EXAMPLES: dict[str, int] = {
+    "fmnist_cnn": FMNIST_VOTE_EXAMPLES,
+    "fmnist_lipschitz": FMNIST_VOTE_EXAMPLES,
+}
+
+_LIPSCHITZ_MODELS = ("digits_lipschitz", "fmnist_lipschitz")
+"""Certified-Lipschitz models (``smoothcert.models.train_lipschitz.RECIPES``)."""
 
 
 def _image_defaults(name: str) -> tuple[int, int, float]:
@@ -177,16 +183,31 @@ def train_model(
         True
     """
     spec = get_model_spec(name)
-    if name == "digits_lipschitz":
-        from smoothcert.models import train_lipschitz as tlip
+    if spec.kind == "tabular":
+        from smoothcert.models import train_tabular as tt
 
-        return tlip.train_digits_lipschitz(
+        return tt.train_tabular_mlp(
             sigma=sigma,
-            epochs=tlip.LIPSCHITZ_EPOCHS if epochs is None else epochs,
+            epochs=tt.TABULAR_EPOCHS if epochs is None else epochs,
             seed=seed,
             device=device,
-            batch_size=tlip.LIPSCHITZ_BATCH_SIZE if batch_size is None else batch_size,
-            lr=tlip.LIPSCHITZ_LR if lr is None else lr,
+            batch_size=tt.TABULAR_BATCH_SIZE if batch_size is None else batch_size,
+            lr=tt.TABULAR_LR if lr is None else lr,
+            max_examples=max_examples,
+            threads=threads,
+            log=log,
+        )
+    if name in _LIPSCHITZ_MODELS:
+        from smoothcert.models import train_lipschitz as tlip
+
+        return tlip.train_lipschitz_model(
+            name,
+            sigma=sigma,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+            lr=lr,
             max_examples=max_examples,
             threads=threads,
             log=log,
@@ -512,13 +533,26 @@ def train_all(
     sigma_list = [check_positive(s, name="sigma") for s in sigmas]
     if not sigma_list:
         raise InvalidParameterError("sigmas = () is invalid; valid: at least one sigma > 0")
+    if spec.kind == "tabular":
+        from smoothcert.models import train_tabular as tt
+
+        return tt.train_all_tabular(
+            sigma_list, out_dir, epochs=epochs, seed=seed, device=device, threads=threads, log=log
+        )
     if name == "fmnist_sigma_estimator":
         return _train_sigma_estimator(
             sigma_list, out_dir, epochs=epochs, seed=seed, device=device, threads=threads, log=log
         )
-    if name == "digits_lipschitz":
+    if name in _LIPSCHITZ_MODELS:
         return _train_all_lipschitz(
-            sigma_list, out_dir, epochs=epochs, seed=seed, device=device, threads=threads, log=log
+            name,
+            sigma_list,
+            out_dir,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            threads=threads,
+            log=log,
         )
     if spec.kind == "text_image":
         from smoothcert.models import train_listings as tl
@@ -593,6 +627,7 @@ def train_all(
 
 
 def _train_all_lipschitz(
+    name: str,
     sigmas: list[float],
     out_dir: str | os.PathLike[str] | None,
     *,
@@ -602,12 +637,11 @@ def _train_all_lipschitz(
     threads: int | None,
     log: Callable[[str], None] | None,
 ) -> dict[float, Path]:
-    """:func:`train_all` for ``digits_lipschitz``: records the certified ``lipschitz``."""
+    """:func:`train_all` for a certified-Lipschitz model: records its ``lipschitz``."""
     from smoothcert.models import train_lipschitz as tlip
 
-    epochs = check_int(
-        tlip.LIPSCHITZ_EPOCHS if epochs is None else epochs, name="epochs", minimum=1
-    )
+    recipe = tlip.RECIPES[name]
+    epochs = check_int(recipe.epochs if epochs is None else epochs, name="epochs", minimum=1)
     seed = check_int(seed, name="seed", minimum=0)
     if threads is not None:
         threads = check_int(threads, name="threads", minimum=1)
@@ -615,13 +649,20 @@ def _train_all_lipschitz(
     paths: dict[float, Path] = {}
     for sigma in sigmas:
         start = time.perf_counter()
-        model = tlip.train_digits_lipschitz(
-            sigma=sigma, epochs=epochs, seed=seed, device=device, threads=threads
+        model = tlip.train_lipschitz_model(
+            name, sigma=sigma, epochs=epochs, seed=seed, device=device, threads=threads
         )
         seconds = time.perf_counter() - start
-        clean = tlip.clean_accuracy(model)
-        noisy = noisy_accuracy(model, sigma=sigma, seed=seed)
-        vote = noisy_accuracy(model, sigma=sigma, seed=seed, votes=100)
+        clean = tlip.clean_accuracy(model, dataset=recipe.dataset)
+        noisy = noisy_accuracy(model, sigma=sigma, dataset=recipe.dataset, seed=seed)
+        vote = noisy_accuracy(
+            model,
+            sigma=sigma,
+            dataset=recipe.dataset,
+            seed=seed,
+            votes=100,
+            max_examples=_VOTE_EXAMPLES.get(name),
+        )
         lipschitz = float(model.lipschitz)  # type: ignore[arg-type]
         metadata: dict[str, Any] = {
             "lipschitz": lipschitz,
@@ -633,12 +674,13 @@ def _train_all_lipschitz(
             "training": {
                 "split": "train",
                 "epochs": epochs,
-                "batch_size": tlip.LIPSCHITZ_BATCH_SIZE,
+                "batch_size": recipe.batch_size,
                 "optimizer": "adam",
                 "schedule": "one-cycle",
-                "peak_lr": tlip.LIPSCHITZ_LR,
+                "peak_lr": recipe.lr,
                 "loss_scale": tlip.LIPSCHITZ_LOSS_SCALE,
-                "constraint": "orthogonal linear weights (torch parametrizations.orthogonal)",
+                "constraint": "orthogonal linear weights (torch parametrizations.orthogonal"
+                + (f", {recipe.orthogonal_map} map)" if recipe.orthogonal_map else ")"),
                 "seed": seed,
                 "threads": threads,
                 "seconds": round(seconds, 1),
@@ -647,10 +689,12 @@ def _train_all_lipschitz(
             "test_accuracy_noisy": round(noisy, 4),
             "test_accuracy_vote100": round(vote, 4),
         }
-        paths[sigma] = save_weights(model, "digits_lipschitz", sigma, out_dir, metadata=metadata)
+        if name in _VOTE_EXAMPLES:
+            metadata["test_vote100_examples"] = _VOTE_EXAMPLES[name]
+        paths[sigma] = save_weights(model, name, sigma, out_dir, metadata=metadata)
         if log is not None:
             log(
-                f"digits_lipschitz sigma={sigma!r}: trained in {seconds:.1f} s, certified L "
+                f"{name} sigma={sigma!r}: trained in {seconds:.1f} s, certified L "
                 f"{lipschitz:.7f}, test accuracy clean {clean:.3f}, on noisy inputs "
                 f"{noisy:.3f}, 100-vote majority {vote:.3f} -> {paths[sigma]}"
             )

@@ -6,9 +6,14 @@ hybrid kernel of Delattre et al. 2026, arXiv 2605.12876):
 
 - ``"uniform"``: keep the token with probability ``1 - beta``; otherwise replace it by
   a token drawn uniformly from the ``V - 1`` OTHER tokens of the alphabet (``V`` =
-  ``vocab_size``, the alphabet size). The original token at every eligible position
-  must lie in the alphabet (checked before sampling), and the certificate assumes that
-  every token an attacker writes lies in it too.
+  ``vocab_size``, the alphabet size). With ``attacker="alphabet"`` (default) the
+  original token at every eligible position must lie in the alphabet (checked before
+  sampling), and the certificate assumes that every token an attacker writes lies in it
+  too. With ``attacker="any"`` the kernel is extended to every vocabulary id: a token
+  outside the alphabet is kept with probability ``1 - beta``, otherwise replaced by one
+  of the ``V`` alphabet tokens uniformly (the kernel the any-token certificate of
+  :func:`smoothcert.certificates.token_lower_bound` assumes); :attr:`BoundTokenNoise.num_outside`
+  counts such clean tokens.
 - ``"mask"``: replace the token by ``mask_id`` with probability ``beta``. The original
   tokens at eligible positions must differ from ``mask_id`` (and, when an alphabet is
   given, lie in it while ``mask_id`` does not); the certificate assumes the attacker
@@ -26,7 +31,9 @@ uniformly (``torch.randint(0, 2**62)``, exact for a power-of-two range):
   original token's index in the sorted alphabet: the offset ``1 + r2 mod (V - 1)``
   covers ``1..V-1``, so the new token is never the original and each of the ``V - 1``
   others has probability ``1/(V - 1)`` up to ``2**-62`` (modulo bias; exactly uniform
-  when ``V - 1`` is a power of two).
+  when ``V - 1`` is a power of two). An out-of-alphabet original (``attacker="any"``)
+  becomes ``alphabet[r2 mod V]``: each of the ``V`` alphabet tokens with probability
+  ``1/V`` up to ``2**-62``.
 
 :meth:`BoundTokenNoise.tv_bound` returns an upper bound on the total-variation distance
 between the sampled joint law and the ideal kernel (at most ``D (V + 1) 2**-63`` for
@@ -64,6 +71,7 @@ from smoothcert._validation import check_int, check_open_unit
 from smoothcert.errors import InvalidParameterError
 
 KERNELS = ("uniform", "mask")
+ATTACKERS = ("alphabet", "any")
 
 _RANGE_BITS = 62
 _RANGE = 1 << _RANGE_BITS
@@ -257,11 +265,14 @@ class TokenSubstitutionNoise:
             contain ``mask_id``).
         kernel: ``"uniform"`` or ``"mask"``.
         mask_id: the mask token id (``"mask"`` kernel only), ``>= 0``.
+        attacker: ``"alphabet"`` (clean eligible tokens must lie in the alphabet) or
+            ``"any"`` (uniform kernel: out-of-alphabet clean tokens are sampled by the
+            extended kernel, see the module docstring; the mask kernel is unchanged).
 
     Raises:
         InvalidParameterError: on ``beta`` outside (0, 1), an alphabet of fewer than 2
-            tokens, an unknown kernel, a missing or unexpected ``mask_id``, or a
-            ``mask_id`` inside the alphabet.
+            tokens, an unknown kernel or attacker, a missing or unexpected ``mask_id``,
+            or a ``mask_id`` inside the alphabet.
 
     Example:
         >>> TokenSubstitutionNoise(beta=0.1, alphabet=torch.tensor([7, 3, 5])).vocab_size
@@ -279,11 +290,17 @@ class TokenSubstitutionNoise:
         alphabet: Any = None,
         kernel: str = "uniform",
         mask_id: int | None = None,
+        attacker: str = "alphabet",
     ) -> None:
         self.beta = check_open_unit(beta, name="beta")
         if kernel not in KERNELS:
             raise InvalidParameterError(f"kernel = {kernel!r} is invalid; valid values: {KERNELS}")
+        if attacker not in ATTACKERS:
+            raise InvalidParameterError(
+                f"attacker = {attacker!r} is invalid; valid values: {ATTACKERS}"
+            )
         self.kernel = kernel
+        self.attacker = attacker
         if kernel == "uniform":
             if mask_id is not None:
                 raise InvalidParameterError(
@@ -348,7 +365,9 @@ class TokenSubstitutionNoise:
             self._device_alphabets[device] = cached
         return cached
 
-    def alphabet_positions(self, tokens: torch.Tensor, *, where: torch.Tensor) -> torch.Tensor:
+    def alphabet_positions(
+        self, tokens: torch.Tensor, *, where: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Index of each ``tokens[where]`` in the sorted alphabet, after checking membership.
 
         Args:
@@ -356,7 +375,9 @@ class TokenSubstitutionNoise:
             where: 1-D int64 positions to check (on ``tokens.device``).
 
         Returns:
-            int64 tensor of alphabet indices (empty when there is no alphabet).
+            ``(index, outside)``: int64 alphabet indices (0 where outside) and a boolean
+            tensor marking tokens outside the alphabet (allowed only for the uniform
+            kernel with ``attacker="any"``; all False otherwise).
 
         Raises:
             InvalidParameterError: naming the first offending token id, its position and
@@ -365,10 +386,15 @@ class TokenSubstitutionNoise:
         vals = tokens[where]
         bad = torch.zeros_like(vals, dtype=torch.bool)
         pos = torch.zeros_like(vals)
+        outside = torch.zeros_like(vals, dtype=torch.bool)
         if self.alphabet is not None:
             alphabet = self._alphabet_on(tokens.device)
             pos = torch.searchsorted(alphabet, vals).clamp_(max=alphabet.numel() - 1)
-            bad |= alphabet[pos] != vals
+            if self.kernel == "uniform" and self.attacker == "any":
+                outside = alphabet[pos] != vals
+                pos = torch.where(outside, torch.zeros_like(pos), pos)
+            else:
+                bad |= alphabet[pos] != vals
         if self.mask_id is not None:
             bad |= vals == self.mask_id
         if bool(bad.any()):
@@ -376,9 +402,10 @@ class TokenSubstitutionNoise:
             raise InvalidParameterError(
                 f"token id {int(vals[first])} at eligible position {int(where[first])} is "
                 f"invalid; valid: {self.valid_range()} (the certificate assumes every "
-                "original token at an eligible position lies in the kernel's alphabet)"
+                "original token at an eligible position lies in the kernel's alphabet; "
+                "attacker='any' lifts this for the uniform kernel)"
             )
-        return pos
+        return pos, outside
 
     def bind(self, tokens: torch.Tensor, eligible: Any = None) -> BoundTokenNoise:
         """Validate ``tokens`` and eligible positions once; return a sampler for them.
@@ -397,8 +424,8 @@ class TokenSubstitutionNoise:
         """
         tokens = check_tokens(tokens).clone()
         idx = eligible_index(eligible, int(tokens.numel())).to(tokens.device)
-        pos = self.alphabet_positions(tokens, where=idx)
-        return BoundTokenNoise(self, tokens, idx, pos)
+        pos, outside = self.alphabet_positions(tokens, where=idx)
+        return BoundTokenNoise(self, tokens, idx, pos, outside)
 
     def params(self) -> dict[str, Any]:
         """JSON-serialisable parameters of the kernel (for result records)."""
@@ -407,6 +434,7 @@ class TokenSubstitutionNoise:
             "kernel": self.kernel,
             "vocab_size": self.vocab_size,
             "mask_id": self.mask_id,
+            "attacker": self.attacker,
         }
 
 
@@ -427,14 +455,27 @@ class BoundTokenNoise:
         tokens: torch.Tensor,
         eligible: torch.Tensor,
         alphabet_pos: torch.Tensor,
+        outside: torch.Tensor | None = None,
     ) -> None:
         self.kernel = kernel
         self.tokens = tokens
         self.eligible = eligible
         self._orig = tokens[eligible]
         self._alphabet = kernel._alphabet_on(tokens.device) if kernel.kernel == "uniform" else None
-        # Start offset: the original's alphabet index plus 1 (offsets are 1..V-1).
-        self._start = alphabet_pos + 1
+        outside = torch.zeros_like(alphabet_pos, dtype=torch.bool) if outside is None else outside
+        self.num_outside = int(outside.sum())
+        """Eligible positions whose clean token lies outside the alphabet (``"any"``)."""
+        # Start offset: the original's alphabet index plus 1 (offsets are 1..V-1); an
+        # out-of-alphabet original starts at 0 with offsets 0..V-1 (modulus V).
+        self._start = torch.where(outside, torch.zeros_like(alphabet_pos), alphabet_pos + 1)
+        self._modulus: torch.Tensor | None = None
+        if self.num_outside and self._alphabet is not None:
+            size = int(self._alphabet.numel())
+            self._modulus = torch.where(
+                outside,
+                torch.full_like(alphabet_pos, size),
+                torch.full_like(alphabet_pos, size - 1),
+            )
         self._capacity = 0
         self._out = torch.empty(0)
         self._r1 = torch.empty(0)
@@ -456,7 +497,9 @@ class BoundTokenNoise:
 
         Per eligible position: ``|P(replace) - beta| <= 2**-63`` plus, for ``"uniform"``,
         a modulo bias of at most ``2**-62`` per token over ``V - 1`` tokens (TV at most
-        ``(V - 1) 2**-63``, zero when ``V - 1`` is a power of two). Summed over the
+        ``(V - 1) 2**-63``, zero when ``V - 1`` is a power of two; ``V 2**-63`` over
+        the ``V`` alphabet tokens when some clean token lies outside the alphabet, the
+        larger of the two is used for every position). Summed over the
         ``D`` independent positions (TV of a product is at most the sum). The exact
         per-position TV is at most ``|P(replace) - beta| + rem (m - rem) / (m 2**62)``
         with ``m = V - 1`` and ``rem = 2**62 mod m``, below this bound.
@@ -471,8 +514,9 @@ class BoundTokenNoise:
         per = abs(self.kernel.sampled_beta - self.kernel.beta)
         if self.kernel.kernel == "uniform":
             m = int(self._alphabet.numel()) - 1 if self._alphabet is not None else 1
-            if m & (m - 1):
-                per += m * 2.0**-63
+            # Out-of-alphabet originals draw r2 mod V: bias at most V 2**-63.
+            moduli = (m, m + 1) if self.num_outside else (m,)
+            per += max((k * 2.0**-63 for k in moduli if k & (k - 1)), default=0.0)
         return self.num_eligible * per
 
     def _ensure(self, num: int) -> None:
@@ -517,8 +561,13 @@ class BoundTokenNoise:
             size = int(self._alphabet.numel())
             r2 = self._r2[:num]
             torch.randint(0, _RANGE, r2.shape, generator=generator, out=r2)
-            # New alphabet index (pos + 1 + r2 mod (V-1)) mod V: never pos itself.
-            r2.remainder_(size - 1).add_(self._start).remainder_(size)
+            # New alphabet index (pos + 1 + r2 mod (V-1)) mod V: never pos itself;
+            # (r2 mod V) for an out-of-alphabet original.
+            if self._modulus is None:
+                r2.remainder_(size - 1)
+            else:
+                r2.remainder_(self._modulus)
+            r2.add_(self._start).remainder_(size)
             torch.index_select(self._alphabet, 0, r2.view(-1), out=r1.view(-1))
             torch.where(replace, r1, self._orig, out=vals)
         else:

@@ -13,6 +13,13 @@ Example:
 
 from smoothcert.reports.dual import dual_table, gap_table, is_dual
 from smoothcert.reports.export import TSV_COLUMNS, export_tsv, tsv_text
+from smoothcert.reports.filter import (
+    FilterSummary,
+    filter_summary,
+    filter_tables,
+    is_filter,
+    plot_filter_heatmaps,
+)
 from smoothcert.reports.metrics import (
     Summary,
     abstain_rate,
@@ -48,6 +55,7 @@ from smoothcert.reports.tables import (
 
 __all__ = [
     "TSV_COLUMNS",
+    "FilterSummary",
     "ResultFile",
     "Summary",
     "abstain_rate",
@@ -70,6 +78,10 @@ __all__ = [
     "default_labels",
     "default_radii",
     "export_tsv",
+    "filter_summary",
+    "filter_tables",
+    "is_filter",
+    "plot_filter_heatmaps",
     "latex_table",
     "load_many",
     "load_results",

@@ -62,6 +62,10 @@ _HEADINGS = {
         "flagged and certified to stay flagged at radius r"
     ),
     "prediction": "PREDICT: correct, non-abstaining predictions (no radius)",
+    "empirical": (
+        "empirical robust accuracy (attack, NOT certified): correct and no flip found by "
+        "the attack at the grid radii up to r (an upper bound, up to Monte Carlo error)"
+    ),
 }
 
 

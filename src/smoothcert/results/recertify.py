@@ -45,9 +45,12 @@ from smoothcert.methods.registry import get_method
 from smoothcert.results.records import record_line, result_of, upgrade_v1_record, validate_record
 from smoothcert.results.store import ResultContents, ResultStore, read_results
 
-BOUNDS: tuple[str, ...] = ("cp", "hoeffding", "bernstein")
-"""Confidence bounds re-certification can use (``--bound``); ``betting`` is refused
-(it needs the ordered sample sequence, the evidence holds sums only)."""
+BOUNDS: tuple[str, ...] = ("cp", "hoeffding", "bernstein", "betting")
+"""Confidence bounds re-certification can use (``--bound``). ``betting`` (the
+order-invariant mixture of constant bets, :mod:`smoothcert.decisions.combined`) takes the
+combiners ``mono`` and ``top2``; on soft scores it needs the per-class score histograms
+that a run with ``--score-bound betting`` keeps (hard votes and ``hardmax`` scores are
+exact from their counts)."""
 
 COMBINED_METHODS: dict[str, str] = {
     "cohen": "cohen-combined",
@@ -82,7 +85,11 @@ def _combined_params(
 
 def _check_names(bound: str | None, combiner: str | None, source: str) -> None:
     """Reject a bad bound or combiner name for files of ``source`` (before writing)."""
-    from smoothcert.decisions.combined import BETTING_NOTE, SOFT_COMBINED_BOUNDS
+    from smoothcert.decisions.combined import (
+        BETTING_COMBINERS,
+        BETTING_NOTE,
+        SOFT_COMBINED_BOUNDS,
+    )
     from smoothcert.stats.combiners import COMBINERS
 
     if combiner is not None and combiner not in COMBINERS:
@@ -91,10 +98,10 @@ def _check_names(bound: str | None, combiner: str | None, source: str) -> None:
         )
     if bound is None:
         return
-    if bound == "betting":
+    if bound == "betting" and combiner is not None and combiner not in BETTING_COMBINERS:
         raise InvalidParameterError(
-            f"bound = 'betting' is invalid for re-certification: {BETTING_NOTE}; valid "
-            f"values: {', '.join(BOUNDS)} (betting needs a new run)"
+            f"combiner = {combiner!r} is invalid with bound = 'betting': {BETTING_NOTE}; "
+            f"valid values: {', '.join(BETTING_COMBINERS)}"
         )
     if bound not in BOUNDS:
         raise InvalidParameterError(
@@ -105,6 +112,44 @@ def _check_names(bound: str | None, combiner: str | None, source: str) -> None:
             f"bound = {bound!r} is invalid for a {source!r} file (mean scores, not Bernoulli "
             f"votes); valid values: {', '.join(SOFT_COMBINED_BOUNDS)}"
         )
+
+
+def _check_tau(tau: float, method: str, params_type: type) -> float:
+    """Validate ``tau`` for re-deciding files of ``method`` (fixed-n token/hybrid only)."""
+    import dataclasses
+
+    from smoothcert._validation import check_open_unit
+
+    tau = check_open_unit(tau, name="tau")
+    fields = {f.name for f in dataclasses.fields(params_type)}
+    if "tau" not in fields or "max_samples" in fields:
+        raise InvalidParameterError(
+            f"tau = {tau!r} cannot re-certify {method!r} results; valid: files of the "
+            "fixed-n methods with a threshold (tokens, hybrid)"
+        )
+    return tau
+
+
+def _check_betting_evidence(
+    records: list[dict[str, Any]], params: dict[str, Any], path: str | os.PathLike[str]
+) -> None:
+    """Before writing anything: soft records re-decided with betting must have histograms.
+
+    Raises:
+        InvalidParameterError: naming the first record whose estimation stage has none.
+    """
+    if params.get("score_map", "hardmax") == "hardmax":
+        return  # votes, or hardmax scores: exact from the counts / sums
+    for record in records:
+        stages = record.get("evidence", {}).get("stages", [])
+        est: dict[str, Any] = next((st for st in stages if st.get("role") == "estimation"), {})
+        if est.get("score_histograms") is None:
+            raise InvalidParameterError(
+                f"bound = 'betting' cannot re-certify {path}: record {record.get('index')} "
+                "has no per-class score histograms (score_histograms of its estimation "
+                "stage); valid: a soft run certified with --score-bound betting, or "
+                "--bound hoeffding / bernstein for this file"
+            )
 
 
 def _v2_config(header: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +236,7 @@ def recertify(
     alpha: float | None = None,
     bound: str | None = None,
     combiner: str | None = None,
+    tau: float | None = None,
 ) -> Path:
     """Recompute every record's certificate from its evidence and write a new result file.
 
@@ -211,19 +257,28 @@ def recertify(
             The class and CPM's buckets come from the selection stage only.
         combiner: re-decide with this multi-class combiner, one of
             :data:`~smoothcert.stats.combiners.COMBINERS`.
+        tau: re-decide a fixed-n ``tokens`` / ``hybrid`` file at this threshold, in
+            (0, 1) (``>= 1/2`` in majority mode): the counts were drawn without reference
+            to tau, so the certificate at any tau is valid for them (choose tau on another
+            split: :mod:`smoothcert.results.calibration`).
 
     Returns:
         The output path.
 
     Raises:
-        InvalidParameterError: on a bad alpha, bound or method, or a method that cannot
-            decide the saved evidence.
+        InvalidParameterError: on a bad alpha, bound, method or tau (outside (0, 1), or
+            for a file without a threshold or of a sequential method), or a method that
+            cannot decide the saved evidence.
         ResultStoreError: on an unreadable input file or an invalid record, or an output
             file holding another configuration.
     """
     from smoothcert.runner.config import HASHED_FIELDS, RunConfig
 
     _check_names(bound, combiner, "")
+    if tau is not None:  # the range first, before any file is read
+        from smoothcert._validation import check_open_unit
+
+        tau = check_open_unit(tau, name="tau")
     if Path(output).resolve() == Path(path).resolve():
         raise InvalidParameterError(
             f"output = {str(output)!r} is the input file; valid: another file"
@@ -254,6 +309,8 @@ def recertify(
         combiner = own_combiner if combiner is None else combiner
         params_dict = _combined_params(old_spec.name, params_dict, bound=bound, combiner=combiner)
         method = target
+        if bound == "betting":
+            _check_betting_evidence(records, params_dict, path)
     spec = get_method(method) if method is not None else old_spec
     if spec.params_type is not old_spec.params_type and bound is None:
         raise InvalidParameterError(
@@ -262,6 +319,8 @@ def recertify(
         )
     if alpha is not None:
         params_dict["alpha"] = alpha
+    if tau is not None:
+        params_dict["tau"] = _check_tau(tau, spec.name, spec.params_type)
     config = RunConfig.from_dict({**config_dict, "method": spec.name, "params": params_dict})
     new_params = config.method_params()
     extra: dict[str, Any] = {
@@ -303,6 +362,8 @@ def recertify(
             }
             if alpha is not None:
                 kept["alpha"] = new_params.alpha  # type: ignore[attr-defined]
+            if tau is not None:
+                kept["tau"] = new_params.tau  # type: ignore[attr-defined]
             if bound is not None and combiner is not None:
                 kept = _combined_params(result.method, kept, bound=bound, combiner=combiner)
             params = spec.params_type(**kept)

@@ -24,6 +24,14 @@ sums of squares of ``s_q``) is a lower bound on ``E[s]``. The sums are returned 
 float64 (exact up to ``n = 2^22`` samples, then within a relative ``2^-53``). At most
 :data:`MAX_SCORE_SAMPLES` samples per call (int64 headroom).
 
+Histograms (for the betting bounds, :func:`smoothcert.stats.bounded.betting_histogram_lower`):
+with ``histogram_bins=B`` the reducer also counts, per class, the samples whose float64
+score falls in bin ``min(floor(s * B), B)`` (bin ``b < B`` holds ``[b/B, (b+1)/B)``, bin
+``B`` exactly 1; :func:`smoothcert.stats.bounded.score_histogram` is the same rule in
+numpy). One ``index_add_`` of int64 ones per batch at ``(input * K + class) * (B + 1) +
+bin``, on the device: integer counts, so the histograms are identical whatever the batch
+split or the number of inputs sharing a forward pass.
+
 Example:
     >>> import torch
     >>> model = torch.nn.Linear(4, 3)
@@ -49,6 +57,7 @@ from smoothcert.errors import InvalidParameterError
 from smoothcert.sampling.device import check_device
 from smoothcert.sampling.engine import Sampler, _count_classes, check_autocast_dtype
 from smoothcert.sampling.multi import _check_samplers, _count_group, _group_size
+from smoothcert.stats.bounded import MAX_HISTOGRAM_BITS
 
 SCORE_BITS = 31
 SCORE_SCALE = 2**SCORE_BITS
@@ -65,11 +74,14 @@ class ScoreTotals(NamedTuple):
         counts: int64 class counts of the argmax (sum to ``n`` per input).
         sums: float64 per-class sums of the (rounded-down) score, in ``[0, n]``.
         sq_sums: float64 per-class sums of the (rounded-down) score's square, in ``[0, n]``.
+        histograms: int64 per-class score histograms ``(..., num_classes, B + 1)`` when
+            ``histogram_bins=B`` was asked for, else None.
     """
 
     counts: np.ndarray[Any, np.dtype[np.int64]]
     sums: np.ndarray[Any, np.dtype[np.float64]]
     sq_sums: np.ndarray[Any, np.dtype[np.float64]]
+    histograms: np.ndarray[Any, np.dtype[np.int64]] | None = None
 
 
 def check_score_map(score_map: Any, temperature: Any) -> tuple[str, float]:
@@ -141,7 +153,13 @@ class _ScoreSums:
     """The hook that accumulates the rounded scores of ``k`` inputs (int64, on device)."""
 
     def __init__(
-        self, k: int, num_classes: int, device: torch.device, score_map: str, temperature: float
+        self,
+        k: int,
+        num_classes: int,
+        device: torch.device,
+        score_map: str,
+        temperature: float,
+        histogram_bins: int | None = None,
     ) -> None:
         self.k = k
         self.score_map = score_map
@@ -149,6 +167,16 @@ class _ScoreSums:
         self.device = device
         # sums of q, and of the high and low SCORE_BITS bits of q^2 (each < 2^31 per sample)
         self.acc = torch.zeros((3, k, num_classes), dtype=torch.int64, device=device)
+        self.bins = histogram_bins
+        self.hist: torch.Tensor | None = None
+        if histogram_bins is not None:
+            self.hist = torch.zeros(
+                k * num_classes * (histogram_bins + 1), dtype=torch.int64, device=device
+            )
+            width = histogram_bins + 1
+            # offset of (input, class) in the flat histogram, per row of a batch of b
+            self._class_offset = torch.arange(num_classes, device=device) * width
+            self._input_offset = torch.arange(k, device=device) * (num_classes * width)
 
     def __call__(self, scores: torch.Tensor, b: int) -> None:
         # float64 maps, outside autocast (never computed in reduced precision)
@@ -158,12 +186,43 @@ class _ScoreSums:
             q2 = q * q  # <= 2^62
             parts = torch.stack((q, q2 >> SCORE_BITS, q2 & (SCORE_SCALE - 1)))
             self.acc += parts.view(3, self.k, b, -1).sum(dim=2)
+            if self.hist is not None and self.bins is not None:
+                # s * B is exact (B a power of two); s < 1 gives a bin < B
+                idx = torch.floor(s * self.bins).clamp_(0, self.bins).to(torch.int64)
+                idx = idx.view(self.k, b, -1) + self._class_offset
+                idx = idx + self._input_offset.view(-1, 1, 1)
+                flat = idx.reshape(-1)
+                self.hist.index_add_(0, flat, torch.ones_like(flat))
 
     def totals(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         acc = self.acc.cpu().numpy().astype(np.float64)
         sums = acc[0] / SCORE_SCALE
         sq_sums = acc[1] / SCORE_SCALE + acc[2] / float(SCORE_SCALE) ** 2
         return sums, sq_sums
+
+    def histograms(self) -> np.ndarray[Any, Any] | None:
+        """The histograms ``(k, num_classes, B + 1)`` (one host copy), or None."""
+        if self.hist is None or self.bins is None:
+            return None
+        out: np.ndarray[Any, Any] = self.hist.cpu().numpy().reshape(self.k, -1, self.bins + 1)
+        return out
+
+
+def check_histogram_bins(bins: Any) -> int | None:
+    """None, or a power of two ``1 <= B <= 2^MAX_HISTOGRAM_BITS`` (the bins of a histogram).
+
+    Raises:
+        InvalidParameterError: naming the bad value and the valid range.
+    """
+    if bins is None:
+        return None
+    out = check_int(bins, name="histogram_bins", minimum=1, maximum=2**MAX_HISTOGRAM_BITS)
+    if out & (out - 1):
+        raise InvalidParameterError(
+            f"histogram_bins = {out} is invalid; valid: a power of two 1 <= B <= "
+            f"{2**MAX_HISTOGRAM_BITS}"
+        )
+    return out
 
 
 def _check(num_samples: int, score_map: Any, temperature: Any) -> tuple[int, str, float]:
@@ -183,6 +242,7 @@ def score_classes(
     score_map: str,
     temperature: float = 1.0,
     autocast_dtype: torch.dtype | None = None,
+    histogram_bins: int | None = None,
 ) -> ScoreTotals:
     """Class counts and per-class score sums of ``num_samples`` noisy inputs.
 
@@ -201,18 +261,22 @@ def score_classes(
         score_map: ``"hardmax"``, ``"softmax"`` or ``"sparsemax"``.
         temperature: ``t > 0``, the logits are multiplied by it (unused by hardmax).
         autocast_dtype: optional reduced-precision forward passes (the maps stay float64).
+        histogram_bins: None, or ``B`` (a power of two): also count per-class score
+            histograms of ``B + 1`` bins (module docstring).
 
     Returns:
-        :class:`ScoreTotals` of 1-D arrays of length ``num_classes``.
+        :class:`ScoreTotals` of 1-D arrays of length ``num_classes`` (histograms
+        ``(num_classes, B + 1)``).
 
     Raises:
         InvalidParameterError: on bad arguments (before sampling) or malformed or
             non-finite model output.
     """
     num_samples, score_map, temperature = _check(num_samples, score_map, temperature)
+    histogram_bins = check_histogram_bins(histogram_bins)
     dev = torch.device(device)
     num_classes = check_int(num_classes, name="num_classes", minimum=2)
-    hook = _ScoreSums(1, num_classes, dev, score_map, temperature)
+    hook = _ScoreSums(1, num_classes, dev, score_map, temperature, histogram_bins)
     counts = _count_classes(
         model,
         sampler,
@@ -224,7 +288,8 @@ def score_classes(
         on_scores=hook,
     )
     sums, sq = hook.totals()
-    return ScoreTotals(counts, sums[0], sq[0])
+    hist = hook.histograms()
+    return ScoreTotals(counts, sums[0], sq[0], None if hist is None else hist[0])
 
 
 def score_classes_many(
@@ -239,6 +304,7 @@ def score_classes_many(
     temperature: float = 1.0,
     autocast_dtype: torch.dtype | None = None,
     max_batch: int | None = None,
+    histogram_bins: int | None = None,
 ) -> ScoreTotals:
     """:func:`score_classes` for ``k`` inputs in shared forward passes.
 
@@ -258,9 +324,11 @@ def score_classes_many(
         temperature: ``t > 0`` (unused by hardmax).
         autocast_dtype: optional reduced-precision forward passes.
         max_batch: optional cap on the rows of one forward pass, >= ``batch_size``.
+        histogram_bins: as :func:`score_classes`.
 
     Returns:
-        :class:`ScoreTotals` of ``(k, num_classes)`` arrays, row ``i`` for input ``i``.
+        :class:`ScoreTotals` of ``(k, num_classes)`` arrays, row ``i`` for input ``i``
+        (histograms ``(k, num_classes, B + 1)``).
 
     Raises:
         InvalidParameterError: as :func:`score_classes` and
@@ -268,6 +336,7 @@ def score_classes_many(
     """
     samplers = _check_samplers(samplers)
     num_samples, score_map, temperature = _check(num_samples, score_map, temperature)
+    histogram_bins = check_histogram_bins(histogram_bins)
     num_classes = check_int(num_classes, name="num_classes", minimum=2)
     batch_size = check_int(batch_size, name="batch_size", minimum=1)
     if not callable(model):
@@ -282,9 +351,14 @@ def score_classes_many(
     counts = np.empty((k, num_classes), dtype=np.int64)
     sums = np.empty((k, num_classes), dtype=np.float64)
     sq_sums = np.empty((k, num_classes), dtype=np.float64)
+    hists = (
+        None
+        if histogram_bins is None
+        else np.empty((k, num_classes, histogram_bins + 1), dtype=np.int64)
+    )
     for start in range(0, k, group):
         stop = min(k, start + group)
-        hook = _ScoreSums(stop - start, num_classes, dev, score_map, temperature)
+        hook = _ScoreSums(stop - start, num_classes, dev, score_map, temperature, histogram_bins)
         counts[start:stop] = _count_group(
             model,
             samplers[start:stop],
@@ -297,4 +371,6 @@ def score_classes_many(
             on_scores=hook,
         )
         sums[start:stop], sq_sums[start:stop] = hook.totals()
-    return ScoreTotals(counts, sums, sq_sums)
+        if hists is not None:
+            hists[start:stop] = hook.histograms()
+    return ScoreTotals(counts, sums, sq_sums, hists)
