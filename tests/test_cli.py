@@ -181,6 +181,18 @@ def test_export_tsv(tmp_path: Path, files: tuple[Path, Path]) -> None:
             ["--method", "hybrid-fields", "--model", "tabular_mlp", "--sigma", "0.5"],
             ["dataset = 'digits'", "does not fit method 'hybrid-fields'"],
         ),
+        (
+            ["--method", "hybrid", "--dataset", "fair", "--model", "tabular_mlp"],
+            ["dataset = 'fair' (tabular examples)", "does not fit method 'hybrid'", "text_image"],
+        ),
+        (
+            ["--method", "hybrid-sequential", "--dataset", "fair", "--model", "tabular_mlp"],
+            ["dataset = 'fair'", "does not fit method 'hybrid-sequential'"],
+        ),
+        (
+            ["--method", "hybrid-fields", "--dataset", "listings", "--model", "tabular_mlp"],
+            ["dataset = 'listings'", "does not fit method 'hybrid-fields'", "tabular"],
+        ),
         (["--field-beta", "0.1"], ["--field-beta is not an option of method 'cohen'"]),
         (
             ["--dataset", "listings"],
@@ -368,7 +380,23 @@ def test_attack_hybrid_on_listings_writes_results_and_a_dr_table(tmp_path: Path)
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["--method", "laplace"], ["method = 'laplace'", "l2, hybrid"]),
+        (["--method", "laplace"], ["method = 'laplace'", "l2, hybrid, fields"]),
+        (
+            ["--method", "hybrid", "--model", "tabular_mlp", "--dataset", "fair"],
+            ["dataset = 'fair'", "does not fit method 'attack-hybrid'"],
+        ),
+        (
+            ["--method", "fields", "--model", "tabular_mlp", "--dataset", "listings"],
+            ["dataset = 'listings'", "does not fit method 'attack-fields'", "tabular"],
+        ),
+        (
+            ["--method", "fields", "--model", "tabular_mlp", "--dataset", "fair", "--beta", "0.1"],
+            ["--beta is not an option of method 'attack-fields'"],
+        ),
+        (
+            ["--method", "fields", "--model", "tabular_mlp", "--dataset", "fair", "--d-max", "6"],
+            ["attack_d_max = 6", "5"],
+        ),
         (
             ["--method", "hybrid", "--model", "listing_filter", "--dataset", "listings"],
             ["target = None is invalid for the hybrid attack"],

@@ -49,6 +49,7 @@ PURE_MODULES = (
     "smoothcert.decisions.cohen",
     "smoothcert.decisions.attack",
     "smoothcert.decisions.attack_hybrid",
+    "smoothcert.decisions.attack_fields",
     "smoothcert.decisions.tokens",
     "smoothcert.decisions.hybrid",
     "smoothcert.decisions.sequential",
@@ -83,9 +84,9 @@ def test_pure_layers_import_without_torch() -> None:
         + """
 from smoothcert.methods.registry import get_method, method_names
 assert method_names() == (
-    "attack-hybrid", "attack-l2", "cohen", "cohen-combined", "cohen-predict", "cohen-sequential",
-    "cohen-top2", "dual", "dual-predict", "hybrid", "hybrid-fields", "hybrid-sequential",
-    "lipschitz", "soft", "soft-combined", "soft-top2", "tokens",
+    "attack-fields", "attack-hybrid", "attack-l2", "cohen", "cohen-combined", "cohen-predict",
+    "cohen-sequential", "cohen-top2", "dual", "dual-predict", "hybrid", "hybrid-fields",
+    "hybrid-sequential", "lipschitz", "soft", "soft-combined", "soft-top2", "tokens",
 )
 for name in method_names():
     get_method(name)

@@ -41,6 +41,26 @@ def test_every_registered_method_has_a_pipeline_run() -> None:
     assert set(METHOD_RUNS) == set(method_names())
 
 
+@pytest.mark.parametrize(
+    ("method", "kind", "needle"),
+    [
+        ("hybrid", "tabular", "(tabular examples) does not fit method 'hybrid'"),
+        ("hybrid-sequential", "tabular", "does not fit method 'hybrid-sequential'"),
+        ("hybrid-fields", "text_image", "(text_image examples) does not fit method"),
+        ("attack-fields", "text_image", "does not fit method 'attack-fields'"),
+    ],
+)
+def test_table_rows_fit_only_the_fields_methods(tmp_path, method, kind, needle) -> None:
+    # the "fields" input kind: a tabular dataset is refused by the (tokens, image) methods,
+    # and the fields methods refuse (tokens, image) data, before any sampling
+    model, data = toy_for(kind)
+    config = RunConfig(method=method, params=METHOD_RUNS[method][1], model="toy", dataset=data.name)
+    with pytest.raises(InvalidParameterError, match="valid: a") as err:
+        run_certification(config, tmp_path / "r.jsonl", model=model, dataset=data)
+    assert needle in str(err.value)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
 @pytest.mark.parametrize("method", sorted(METHOD_RUNS))
 def test_recertify_with_the_original_settings_reproduces_every_record(tmp_path, method) -> None:
     path = run_method(tmp_path, method)
@@ -304,7 +324,7 @@ def test_registry_specs_are_complete() -> None:
         spec = get_method(name)
         assert spec.name == name and callable(spec.decide)
         assert callable(spec.load_preparer())
-        assert spec.input_kind in ("image", "tokens", "tokens+image")
+        assert spec.input_kind in ("image", "tokens", "tokens+image", "fields")
 
 
 def test_given_threat_noises_and_certifies_exactly_each_examples_positions(tmp_path) -> None:

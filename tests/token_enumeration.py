@@ -9,6 +9,10 @@ writes 1 at attacked positions. ``MASK`` stands for the mask id.
 import itertools
 from fractions import Fraction
 
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import ndtr
+
 MASK = -1
 
 
@@ -18,6 +22,29 @@ def position_law(kernel, beta, vocab, token):
         return {token: 1 - beta, MASK: beta}
     other = beta / (vocab - 1)
     return {z: (1 - beta if z == token else other) for z in range(vocab)}
+
+
+def joint_laws(clean_laws, adv_laws):
+    """Clean/adversarial probabilities of every joint outcome of independent positions.
+
+    Args:
+        clean_laws: one ``{token: probability}`` law per position, clean input.
+        adv_laws: the same positions under attack.
+
+    Returns:
+        Two lists ``(clean, adversarial)`` of probabilities, one entry per outcome in
+        the product of the positions' joint supports.
+    """
+    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
+    pc, qa = [], []
+    for z in itertools.product(*supports):
+        p = q = Fraction(1)
+        for i, zi in enumerate(z):
+            p *= clean_laws[i].get(zi, 0)
+            q *= adv_laws[i].get(zi, 0)
+        pc.append(p)
+        qa.append(q)
+    return pc, qa
 
 
 def enumerate_pair(positions, attacked):
@@ -34,16 +61,7 @@ def enumerate_pair(positions, attacked):
     for (kernel, beta, vocab), hit in zip(positions, attacked, strict=True):
         clean_laws.append(position_law(kernel, beta, vocab, 0))
         adv_laws.append(position_law(kernel, beta, vocab, 1 if hit else 0))
-    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
-    pc, qa = [], []
-    for z in itertools.product(*supports):
-        p = q = Fraction(1)
-        for i, zi in enumerate(z):
-            p *= clean_laws[i].get(zi, 0)
-            q *= adv_laws[i].get(zi, 0)
-        pc.append(p)
-        qa.append(q)
-    return pc, qa
+    return joint_laws(clean_laws, adv_laws)
 
 
 def small_fields():
@@ -95,16 +113,7 @@ def enumerate_tokens(beta, vocab, clean, adversarial):
     kernels = [(beta, vocab)] * len(clean) if isinstance(vocab, int) else list(vocab)
     clean_laws = [uniform_any_law(b, v, t) for (b, v), t in zip(kernels, clean, strict=True)]
     adv_laws = [uniform_any_law(b, v, t) for (b, v), t in zip(kernels, adversarial, strict=True)]
-    supports = [sorted(set(c) | set(a)) for c, a in zip(clean_laws, adv_laws, strict=True)]
-    pc, qa = [], []
-    for z in itertools.product(*supports):
-        p = q = Fraction(1)
-        for i, zi in enumerate(z):
-            p *= clean_laws[i].get(zi, 0)
-            q *= adv_laws[i].get(zi, 0)
-        pc.append(p)
-        qa.append(q)
-    return pc, qa
+    return joint_laws(clean_laws, adv_laws)
 
 
 def fractional_fill(pc, qa, p_lower):
@@ -141,3 +150,30 @@ def any_token_attacks(vocab, clean, d):
                 for i, t in zip(where, written, strict=True):
                     adv[i] = t
                 yield adv
+
+
+def hybrid_oracle(pc, qa, p_lower, mu):
+    """Hybrid worst case per noisy OUTCOME (no levels): solve F(s) = p, return G(s).
+
+    ``F``/``G`` are the clean/adversarial laws of the joint likelihood-ratio statistic of
+    token outcome and Gaussian image (``mu = r / sigma``), solved by ``brentq``. Outcomes
+    with clean mass 0 (a written out-of-alphabet token) are left out of both F and G:
+    they never enter the worst-case set.
+
+    Args:
+        pc: float array of clean outcome probabilities.
+        qa: float array of adversarial outcome probabilities.
+        p_lower: the clean lower bound.
+        mu: ``r / sigma > 0``.
+    """
+    fin = (pc > 0) & (qa > 0)
+    zero_mass = pc[(pc > 0) & (qa == 0)].sum()
+    if p_lower <= zero_mass:
+        return 0.0
+    g = np.log(qa[fin] / pc[fin])
+
+    def clean_cdf(s):
+        return zero_mass + np.sum(pc[fin] * ndtr((s - g) / mu + mu / 2))
+
+    s_star = brentq(lambda s: clean_cdf(s) - p_lower, -300, 300, xtol=1e-13, rtol=1e-15)
+    return float(np.sum(qa[fin] * ndtr((s_star - g) / mu - mu / 2)))

@@ -296,6 +296,27 @@ def _method_names() -> str:
 
 _MODELS_HELP, _DATASETS_HELP = _bundled_names()
 
+# Options that `certify` and `attack` declare alike (typer copies each per command).
+_ModelOption = Annotated[str, typer.Option(help=f"Bundled model: {_MODELS_HELP}.")]
+_ModelSigmaOption = Annotated[
+    float | None,
+    typer.Option(help="Noise level of the model's weights (default: --sigma, or its only one)."),
+]
+_DatasetOption = Annotated[str, typer.Option(help=f"Bundled dataset: {_DATASETS_HELP}.")]
+_SplitOption = Annotated[str, typer.Option(help="Dataset split.")]
+_BatchSizeOption = Annotated[int, typer.Option(help="Noisy samples per forward pass.")]
+_SkipOption = Annotated[int, typer.Option(help="Take every skip-th example.")]
+_StartOption = Annotated[int, typer.Option(help="Position of the first example.")]
+_SeedOption = Annotated[int, typer.Option(help="Run seed (per-example seeds derive from it).")]
+_DeviceOption = Annotated[str, typer.Option(help="Device: cpu, cuda, cuda:1, mps.")]
+_BackendOption = Annotated[str, typer.Option(help="Where to run: local or ray.")]
+_WorkersOption = Annotated[
+    int | None, typer.Option(help="Ray workers, each with its own model copy.")
+]
+_PlotOption = Annotated[
+    bool, typer.Option("--plot/--no-plot", help="Write a PNG next to the results.")
+]
+
 
 def build_run_config(
     *,
@@ -478,20 +499,63 @@ def _model_beta(model: str, sigma: float | None) -> float | None:
         return None
 
 
+def _check_backend(backend: str) -> None:
+    if backend not in ("local", "ray"):
+        raise InvalidParameterError(f"backend = {backend!r} is invalid; valid values: local, ray")
+
+
+def _prepare_run(
+    config: Any,
+    output: Path | None,
+    *,
+    device: str,
+    backend: str,
+    workers: int | None,
+    ray_address: str | None = None,
+    allow_large: bool = False,
+) -> tuple[Path, Any]:
+    """Resolve the result path, validate the run there and build its backend (None: local)."""
+    from smoothcert.runner.config import default_run_stem
+    from smoothcert.runner.run import validate_run
+
+    path = (
+        output if output is not None else _DEFAULT_RESULTS_DIR / f"{default_run_stem(config)}.jsonl"
+    )
+    validate_run(config, path, device=device, allow_large=allow_large)
+    if backend != "ray":
+        return path, None
+    from smoothcert.runner.ray_backend import RayBackend
+
+    return path, RayBackend(workers=workers, address=ray_address)
+
+
+def _params_summary(config: Any) -> str:
+    """The run's method parameters that are set, as ``k=v, ...`` for the start line."""
+    return ", ".join(f"{k}={v}" for k, v in config.params.items() if v is not None)
+
+
+def _print_run_report(path: Path, radii: Any, *, plot: bool, console: Console) -> None:
+    """After a run: its report (and PNG next to it with ``plot``), then the result path."""
+    _print_report(
+        [path],
+        radii,
+        labels=None,
+        latex=False,
+        plot_path=path.with_suffix(".png") if plot else None,
+        console=console,
+    )
+    console.print(f"results: {path}")
+
+
 @app.command()
 def certify(
     method: Annotated[
         str, typer.Option(help=f"Certification method: {_method_names()}.")
     ] = "cohen",
-    model: Annotated[str, typer.Option(help=f"Bundled model: {_MODELS_HELP}.")] = "digits_cnn",
-    model_sigma: Annotated[
-        float | None,
-        typer.Option(
-            help="Noise level of the model's weights (default: --sigma, or its only one)."
-        ),
-    ] = None,
-    dataset: Annotated[str, typer.Option(help=f"Bundled dataset: {_DATASETS_HELP}.")] = "digits",
-    split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+    model: _ModelOption = "digits_cnn",
+    model_sigma: _ModelSigmaOption = None,
+    dataset: _DatasetOption = "digits",
+    split: _SplitOption = "test",
     sigma: Annotated[
         float | None,
         typer.Option(help="Gaussian noise std (input units) (cohen*, soft, hybrid; default 0.25)."),
@@ -639,17 +703,17 @@ def certify(
             "dataset's)."
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
+    batch_size: _BatchSizeOption = 1000,
     examples_per_batch: Annotated[
         int, typer.Option(help="Examples sharing each forward pass (same records).")
     ] = 1,
     num_examples: Annotated[
         int | None, typer.Option(help="Examples to certify (default: all selected).")
     ] = None,
-    skip: Annotated[int, typer.Option(help="Take every skip-th example.")] = 1,
-    start: Annotated[int, typer.Option(help="Position of the first example.")] = 0,
-    seed: Annotated[int, typer.Option(help="Run seed (per-example seeds derive from it).")] = 0,
-    device: Annotated[str, typer.Option(help="Device: cpu, cuda, cuda:1, mps.")] = "cpu",
+    skip: _SkipOption = 1,
+    start: _StartOption = 0,
+    seed: _SeedOption = 0,
+    device: _DeviceOption = "cpu",
     precision: Annotated[
         str, typer.Option(help="fp32, or bf16/fp16 autocast (changes the certified model).")
     ] = "fp32",
@@ -661,13 +725,11 @@ def certify(
         bool,
         typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format."),
     ] = False,
-    backend: Annotated[str, typer.Option(help="Where to run: local or ray.")] = "local",
+    backend: _BackendOption = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local one).")
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Ray workers, each with its own model copy.")
-    ] = None,
+    workers: _WorkersOption = None,
     output: Annotated[
         Path | None,
         typer.Option(help="Result file (default: results/<model>_sigma<sigma>[_<hash>].jsonl)."),
@@ -684,9 +746,7 @@ def certify(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
-    plot: Annotated[
-        bool, typer.Option("--plot/--no-plot", help="Write a PNG next to the results.")
-    ] = True,
+    plot: _PlotOption = True,
     radii: Annotated[
         str | None, typer.Option(help="Radii of the summary table, e.g. 0,0.25,0.5.")
     ] = None,
@@ -695,7 +755,6 @@ def certify(
     from smoothcert._validation import check_int
     from smoothcert.certificates.gaussian import max_certifiable_radius
     from smoothcert.reports import parse_radii
-    from smoothcert.runner.config import default_run_stem
 
     console = _stderr_console()
     with _user_errors():
@@ -706,10 +765,7 @@ def certify(
                 )
             method = "cohen-top2"
         check_int(examples_per_batch, name="examples_per_batch", minimum=1)
-        if backend not in ("local", "ray"):
-            raise InvalidParameterError(
-                f"backend = {backend!r} is invalid; valid values: local, ray"
-            )
+        _check_backend(backend)
         if backend == "local" and (ray_address is not None or workers is not None):
             raise InvalidParameterError(
                 "--ray-address / --workers are invalid with --backend local; valid: add "
@@ -768,19 +824,17 @@ def certify(
         }
         config = build_run_config(method=method, options=options, run_fields=run_fields)
         params = config.method_params()
-        path = (
-            output
-            if output is not None
-            else (_DEFAULT_RESULTS_DIR / f"{default_run_stem(config)}.jsonl")
+        from smoothcert.runner.run import RunProgress, run_certification
+
+        path, run_backend = _prepare_run(
+            config,
+            output,
+            device=device,
+            backend=backend,
+            workers=workers,
+            ray_address=ray_address,
+            allow_large=allow_large,
         )
-        from smoothcert.runner.run import RunProgress, run_certification, validate_run
-
-        validate_run(config, path, device=device, allow_large=allow_large)
-        run_backend = None
-        if backend == "ray":
-            from smoothcert.runner.ray_backend import RayBackend
-
-            run_backend = RayBackend(workers=workers, address=ray_address)
         per_example = config.samples_per_example()
         if config.method in ("cohen", "cohen-top2"):
             best = max_certifiable_radius(
@@ -793,7 +847,7 @@ def certify(
                     f"warning: with n={params.n} and alpha={params.alpha:g} no example can be "  # type: ignore[attr-defined]
                     "certified (every result will abstain); increase -n"
                 )
-        summary = ", ".join(f"{k}={v}" for k, v in config.params.items() if v is not None)
+        summary = _params_summary(config)
         console.print(
             f"certifying {dataset}/{split} with {model} ({config.method}: {summary}) on "
             f"{device} ({backend}) -> {path}; {per_example:,} forward samples per example"
@@ -868,15 +922,7 @@ def certify(
         finally:
             if state.get("bar"):
                 bar.stop()
-        _print_report(
-            [path],
-            grid,
-            labels=None,
-            latex=False,
-            plot_path=path.with_suffix(".png") if plot else None,
-            console=console,
-        )
-        console.print(f"results: {path}")
+        _print_run_report(path, grid, plot=plot, console=console)
 
 
 def _print_report(
@@ -924,14 +970,18 @@ def _print_report(
     if any(f.claim == "empirical" for f in files):
         from smoothcert.reports.attack import (
             ATTACK_HEADING,
+            FIELDS_ATTACK_HEADING,
             HYBRID_ATTACK_HEADING,
             attack_table,
+            fields_attack_table,
             hybrid_attack_table,
+            is_fields_attack,
+            is_grid_attack,
             is_hybrid_attack,
             plot_certified_vs_empirical,
         )
 
-        l2 = [f for f in files if f.claim == "empirical" and not is_hybrid_attack(f)]
+        l2 = [f for f in files if f.claim == "empirical" and not is_grid_attack(f)]
         if l2:
             typer.echo(f"\n{ATTACK_HEADING}:")
             typer.echo(attack_table(files, radii))
@@ -941,6 +991,9 @@ def _print_report(
         if any(is_hybrid_attack(f) for f in files):
             typer.echo(f"\n{HYBRID_ATTACK_HEADING}:")
             typer.echo(hybrid_attack_table(files))
+        if any(is_fields_attack(f) for f in files):
+            typer.echo(f"\n{FIELDS_ATTACK_HEADING}:")
+            typer.echo(fields_attack_table(files))
     duals = [f for f in files if is_dual(f)]
     if duals:
         typer.echo("\ndual smoothing: the sigma estimator's routing and what limits the radius:")
@@ -1067,20 +1120,16 @@ def report(
 
 @app.command()
 def attack(
-    model: Annotated[str, typer.Option(help=f"Bundled model: {_MODELS_HELP}.")] = "digits_cnn",
-    model_sigma: Annotated[
-        float | None,
-        typer.Option(
-            help="Noise level of the model's weights (default: --sigma, or its only one)."
-        ),
-    ] = None,
-    dataset: Annotated[str, typer.Option(help=f"Bundled dataset: {_DATASETS_HELP}.")] = "digits",
-    split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+    model: _ModelOption = "digits_cnn",
+    model_sigma: _ModelSigmaOption = None,
+    dataset: _DatasetOption = "digits",
+    split: _SplitOption = "test",
     method: Annotated[
         str,
         typer.Option(
-            help="l2 (attack-l2: PGD on a Gaussian-smoothed classifier) or hybrid "
-            "(attack-hybrid: token edits + image PGD on a smoothed text+image filter)."
+            help="l2 (attack-l2: PGD on a Gaussian-smoothed classifier), hybrid "
+            "(attack-hybrid: token edits + image PGD on a smoothed text+image filter) or "
+            "fields (attack-fields: field changes + continuous PGD on a smoothed table row)."
         ),
     ] = "l2",
     sigma: Annotated[
@@ -1106,10 +1155,25 @@ def attack(
     target: Annotated[int | None, typer.Option(help="Hybrid: the filter's flagged class.")] = None,
     tau: Annotated[float | None, typer.Option(help="Hybrid: the flagging threshold.")] = None,
     d_max: Annotated[
-        int | None, typer.Option(help="Hybrid: largest number of substituted tokens (2).")
+        int | None,
+        typer.Option(
+            help="Hybrid: largest number of substituted tokens (2); fields: of changed "
+            "fields (all)."
+        ),
     ] = None,
     candidates: Annotated[
         int | None, typer.Option(help="Hybrid: token substitutions scored per edit (32).")
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(help="Fields: alternations of field changes and continuous PGD (2)."),
+    ] = None,
+    candidate_ranking: Annotated[
+        str | None,
+        typer.Option(
+            help="Hybrid: random token candidates, or gradient (GCG-style, from the model's "
+            "embedding gradient; needs token_embedding_matrix/forward_embeddings)."
+        ),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="PGD steps per radius (default 20).")] = None,
     step_size: Annotated[
@@ -1137,28 +1201,24 @@ def attack(
     alpha: Annotated[
         float | None, typer.Option(help="Level of the flip test per radius (default 0.001).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Noisy samples per forward pass.")] = 1000,
+    batch_size: _BatchSizeOption = 1000,
     examples_per_batch: Annotated[
         int, typer.Option(help="Examples sharing each evaluation pass (same records).")
     ] = 1,
     num_examples: Annotated[
         int | None, typer.Option(help="Examples to attack (default: all selected).")
     ] = None,
-    skip: Annotated[int, typer.Option(help="Take every skip-th example.")] = 1,
-    start: Annotated[int, typer.Option(help="Position of the first example.")] = 0,
-    seed: Annotated[int, typer.Option(help="Run seed (per-example seeds derive from it).")] = 0,
-    device: Annotated[str, typer.Option(help="Device: cpu, cuda, cuda:1, mps.")] = "cpu",
-    backend: Annotated[str, typer.Option(help="Where to run: local or ray.")] = "local",
-    workers: Annotated[
-        int | None, typer.Option(help="Ray workers, each with its own model copy.")
-    ] = None,
+    skip: _SkipOption = 1,
+    start: _StartOption = 0,
+    seed: _SeedOption = 0,
+    device: _DeviceOption = "cpu",
+    backend: _BackendOption = "local",
+    workers: _WorkersOption = None,
     output: Annotated[
         Path | None,
         typer.Option(help="Result file (default: results/<model>_attack-l2_<hash>.jsonl)."),
     ] = None,
-    plot: Annotated[
-        bool, typer.Option("--plot/--no-plot", help="Write a PNG next to the results.")
-    ] = True,
+    plot: _PlotOption = True,
 ) -> None:
     """Attack the smoothed classifier (L2 PGD, SmoothAdv) at each radius: empirical robustness.
 
@@ -1168,17 +1228,15 @@ def attack(
     Re-run the same command to resume.
     """
     from smoothcert._validation import check_int
-    from smoothcert.runner.config import default_run_stem
 
     console = _stderr_console()
     with _user_errors():
         check_int(examples_per_batch, name="examples_per_batch", minimum=1)
-        if backend not in ("local", "ray"):
+        _check_backend(backend)
+        if method not in ("l2", "hybrid", "fields"):
             raise InvalidParameterError(
-                f"backend = {backend!r} is invalid; valid values: local, ray"
+                f"method = {method!r} is invalid; valid values: l2, hybrid, fields"
             )
-        if method not in ("l2", "hybrid"):
-            raise InvalidParameterError(f"method = {method!r} is invalid; valid values: l2, hybrid")
         if radii is None:
             radii = "0.25,0.5,0.75,1.0" if method == "l2" else "0,0.25,0.5"
         grid: list[float] = []
@@ -1231,6 +1289,29 @@ def attack(
                 "tau": tau,
                 "attack_d_max": d_max,
                 "candidates": candidates,
+                "candidate_ranking": candidate_ranking,
+                "rounds": rounds,
+                "temperature": temperature,
+                "score": score,
+            }
+        elif method == "fields":
+            options = {
+                "sigma": sigma,
+                "radii": tuple(grid),
+                "steps": steps,
+                "step_size": step_size,
+                "noise_samples": noise_samples,
+                "rounds": rounds,
+                "eval_n": eval_n,
+                "alpha": alpha,
+                "attack_d_max": d_max,
+                "beta": beta,
+                "alphabet": alphabet,
+                "threat": threat,
+                "target": target,
+                "tau": tau,
+                "candidates": candidates,
+                "candidate_ranking": candidate_ranking,
                 "temperature": temperature,
                 "score": score,
             }
@@ -1243,22 +1324,16 @@ def attack(
                 tau=tau,
                 attack_d_max=d_max,
                 candidates=candidates,
+                candidate_ranking=candidate_ranking,
+                rounds=rounds,
             )
         config = build_run_config(method=f"attack-{method}", options=options, run_fields=run_fields)
-        path = (
-            output
-            if output is not None
-            else _DEFAULT_RESULTS_DIR / f"{default_run_stem(config)}.jsonl"
+        from smoothcert.runner.run import RunProgress, run_certification
+
+        path, run_backend = _prepare_run(
+            config, output, device=device, backend=backend, workers=workers
         )
-        from smoothcert.runner.run import RunProgress, run_certification, validate_run
-
-        validate_run(config, path, device=device)
-        run_backend = None
-        if backend == "ray":
-            from smoothcert.runner.ray_backend import RayBackend
-
-            run_backend = RayBackend(workers=workers)
-        summary = ", ".join(f"{k}={v}" for k, v in config.params.items() if v is not None)
+        summary = _params_summary(config)
         console.print(
             f"attacking {dataset}/{split} with {model} ({config.method}: {summary}) on {device} "
             f"({backend}) -> {path}"
@@ -1283,15 +1358,7 @@ def attack(
             backend=run_backend,
             examples_per_batch=examples_per_batch,
         )
-        _print_report(
-            [path],
-            None,
-            labels=None,
-            latex=False,
-            plot_path=path.with_suffix(".png") if plot else None,
-            console=console,
-        )
-        console.print(f"results: {path}")
+        _print_run_report(path, None, plot=plot, console=console)
 
 
 @app.command()

@@ -22,7 +22,7 @@ from smoothcert.certificates import (
     token_lower_bound,
 )
 from smoothcert.errors import InvalidParameterError
-from token_enumeration import small_fields
+from token_enumeration import hybrid_oracle, small_fields
 
 
 def phi_inv(p):
@@ -36,21 +36,6 @@ def enumerate_pair(positions, attacked):
     """Float arrays of the exact clean/adversarial laws (see ``token_enumeration``)."""
     pc, qa = token_enumeration.enumerate_pair(positions, attacked)
     return np.array(pc, dtype=float), np.array(qa, dtype=float)
-
-
-def hybrid_oracle(pc, qa, p_lower, mu):
-    """Worst case per noisy OUTCOME (no levels): solve F(s) = p, return G(s)."""
-    fin = (pc > 0) & (qa > 0)
-    zero_mass = pc[(pc > 0) & (qa == 0)].sum()
-    if p_lower <= zero_mass:
-        return 0.0
-    g = np.log(qa[fin] / pc[fin])
-
-    def clean_cdf(s):
-        return zero_mass + np.sum(pc[fin] * ndtr((s - g) / mu + mu / 2))
-
-    s_star = brentq(lambda s: clean_cdf(s) - p_lower, -300, 300, xtol=1e-13, rtol=1e-15)
-    return float(np.sum(qa[fin] * ndtr((s_star - g) / mu - mu / 2)))
 
 
 def worst_over_positions(positions, d, p_lower, mu):

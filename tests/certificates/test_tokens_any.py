@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.optimize import brentq, linprog
+from scipy.optimize import linprog
 from scipy.special import ndtr
 
 from smoothcert.certificates import (
@@ -26,7 +26,7 @@ from smoothcert.certificates._levels import (
     product,
 )
 from smoothcert.errors import InvalidParameterError
-from token_enumeration import any_token_attacks, enumerate_tokens, fractional_fill
+from token_enumeration import any_token_attacks, enumerate_tokens, fractional_fill, hybrid_oracle
 
 PS = (0.3, 0.7, 0.9, 0.99)
 
@@ -42,25 +42,6 @@ def worst_oracle(vocab, beta, clean, d, p_lower, mu=0.0):
             val = hybrid_oracle(np.array(pc, dtype=float), np.array(qa, dtype=float), p_lower, mu)
         best = min(best, val)
     return best
-
-
-def hybrid_oracle(pc, qa, p_lower, mu):
-    """Per-outcome hybrid worst case: solve F(s) = p, return G(s) (brentq).
-
-    Outcomes with clean mass 0 (the written out-of-alphabet token) are left out of both
-    F and G: they never enter the worst-case set.
-    """
-    fin = (pc > 0) & (qa > 0)
-    zero_mass = pc[(pc > 0) & (qa == 0)].sum()
-    if p_lower <= zero_mass:
-        return 0.0
-    g = np.log(qa[fin] / pc[fin])
-
-    def clean_cdf(s):
-        return zero_mass + np.sum(pc[fin] * ndtr((s - g) / mu + mu / 2))
-
-    s_star = brentq(lambda s: clean_cdf(s) - p_lower, -300, 300, xtol=1e-13, rtol=1e-15)
-    return float(np.sum(qa[fin] * ndtr((s_star - g) / mu - mu / 2)))
 
 
 def test_audited_number():

@@ -10,14 +10,12 @@ import torch
 from scipy.special import ndtr, ndtri
 from typer.testing import CliRunner
 
+from fields_oracle import AdditiveModel, B, W, exact_smoothed_p1
 from smoothcert.cli import app
 from smoothcert.errors import InvalidParameterError
 from smoothcert.methods.fields import certify
 from smoothcert.results import read_results
 from smoothcert.results.recertify import recertify
-
-W = torch.tensor([0.8, -0.4, 0.3])
-B = 0.1
 
 
 class LinearContinuous(torch.nn.Module):
@@ -102,15 +100,14 @@ def test_training_is_deterministic_for_a_seed() -> None:
 
 @pytest.mark.slow
 def test_shipped_weights_are_reproduced_by_smoothcert_train(tmp_path: Path) -> None:
+    from reproduce import retrain
     from smoothcert.models import weights_info
-    from smoothcert.models.loading import sha256_file
-    from smoothcert.models.train import train_all
 
     info = weights_info("tabular_mlp", 0.5)
     if info.metadata.get("torch_version") != torch.__version__:
         pytest.skip("bitwise reproduction needs the torch version the weights were made with")
-    paths = train_all((0.5,), tmp_path, name="tabular_mlp")
-    assert sha256_file(paths[0.5]) == info.sha256
+    entry = retrain("tabular_mlp", 0.5, tmp_path)  # pinned threads and CPU kernels
+    assert entry["sha256"] == info.sha256
 
 
 def test_cli_run_resumes_and_recertifies(tmp_path: Path) -> None:
@@ -170,35 +167,6 @@ def test_every_parameter_is_hashed(name: str, value: object) -> None:
         method="hybrid-fields", params={**base, name: value}, model="tabular_mlp", dataset="fair"
     )
     assert one.config_hash() != two.config_hash()
-
-
-class AdditiveModel(torch.nn.Module):
-    """Class 1 iff sum_f table_f[id_f] + w.x + b > 0: its smoothed probability is exact."""
-
-    def __init__(self, tables: list[list[float]]) -> None:
-        super().__init__()
-        self.tables = [torch.tensor(t) for t in tables]
-
-    def forward(self, tokens: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
-        z = cont @ W + B
-        for f, table in enumerate(self.tables):
-            z = z + table[tokens[:, f]]
-        return torch.stack([-z, z], dim=1)
-
-
-def exact_smoothed_p1(model, tokens, x, vocab, betas, sigma) -> float:
-    """P(class 1) under the fields kernel x N(0, sigma^2 I), by enumeration of the fields."""
-    import itertools
-
-    total = 0.0
-    for z in itertools.product(*[range(v) for v in vocab]):
-        prob = 1.0
-        for f, (v, b) in enumerate(zip(vocab, betas, strict=True)):
-            prob *= (1 - b) if z[f] == tokens[f] else b / (v - 1)
-        score = float(sum(model.tables[f][z[f]] for f in range(len(vocab))))
-        score += float(W @ x) + B
-        total += prob * float(ndtr(score / (sigma * float(W.norm()))))
-    return total
 
 
 def test_certified_curve_holds_against_every_attack_on_a_model_with_exact_probability() -> None:

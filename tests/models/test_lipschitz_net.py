@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from reproduce import retrain
 from smoothcert.data import load_dataset
 from smoothcert.errors import AssetError, InvalidParameterError
 from smoothcert.models import (
@@ -201,20 +202,6 @@ def test_short_training_is_deterministic_orthogonal_and_certified(name: str) -> 
 
 @pytest.mark.slow
 def test_training_command_reproduces_the_shipped_weights(tmp_path: Path) -> None:
-    # Bit-exact only with one BLAS/OpenMP thread from the start of the process
-    # (torch.set_num_threads(1) alone leaves the linear-algebra kernels of the orthogonal
-    # parametrization free to split their sums differently), so train in a subprocess.
-    import os
-    import subprocess
-    import sys
-
-    code = (
-        "from smoothcert.models.train import train_all; "
-        f"train_all(sigmas=(0.5,), out_dir={str(tmp_path)!r}, name='digits_lipschitz')"
-    )
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=600)
-    files = json.loads((tmp_path / "manifest.json").read_text())["files"]
-    (entry,) = files.values()
+    entry = retrain("digits_lipschitz", 0.5, tmp_path)  # pinned threads and CPU kernels
     assert entry["sha256"] == _entry(0.5)["sha256"]
     assert entry["lipschitz"] == _entry(0.5)["lipschitz"]

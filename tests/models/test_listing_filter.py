@@ -184,10 +184,12 @@ def test_listing_accuracy_rejects_votes_without_noise(model: torch.nn.Module) ->
 @pytest.mark.slow
 def test_train_all_reproduces_the_shipped_weights(tmp_path: Path) -> None:
     """``smoothcert train --model listing_filter`` (train_all) gives the shipped bytes."""
-    from smoothcert.models.train import train_all
+    from reproduce import retrain
 
-    paths = train_all(sigmas=(0.25,), out_dir=tmp_path, name="listing_filter")
+    entry = retrain("listing_filter", 0.25, tmp_path)  # pinned threads and CPU kernels
     shipped = weights_info("listing_filter", 0.25)
-    assert hashlib.sha256(paths[0.25].read_bytes()).hexdigest() == shipped.sha256
-    entry = read_manifest(tmp_path)["files"]["listing_filter_sigma0.25.pt"]
+    assert hashlib.sha256((tmp_path / "listing_filter_sigma0.25.pt").read_bytes()).hexdigest() == (
+        shipped.sha256
+    )
+    assert entry["sha256"] == shipped.sha256
     assert entry["beta"] == LISTING_BETA

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from record_toys import without_time
 from smoothcert.errors import ResultStoreError
 from smoothcert.results import read_results
 from smoothcert.runner import RunConfig
@@ -25,15 +26,6 @@ def attack_config(**params: Any) -> RunConfig:
         batch_size=32,
         seed=0,
     )
-
-
-def without_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for r in records:
-        rec = {k: v for k, v in r.items() if k != "seconds"}
-        rec["evidence"] = {k: v for k, v in r["evidence"].items() if k != "seconds"}
-        out.append(rec)
-    return out
 
 
 def test_resume_after_a_crash_gives_the_records_of_an_uninterrupted_run(

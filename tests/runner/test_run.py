@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from record_toys import without_time
 from smoothcert.errors import InvalidParameterError, ResultStoreError
 from smoothcert.records import CertifyResult
 from smoothcert.results import read_results, validate_record
@@ -22,16 +23,6 @@ from smoothcert.runner.run import (
 from smoothcert.sampling.device import check_device
 
 TOY_PARAMS = {"sigma": 0.25, "n0": 10, "n": 100, "alpha": 0.01}
-
-
-def without_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records without wall-clock times (the record's and its evidence's seconds)."""
-    out = []
-    for r in records:
-        rec = {k: v for k, v in r.items() if k != "seconds"}
-        rec["evidence"] = {k: v for k, v in r["evidence"].items() if k != "seconds"}
-        out.append(rec)
-    return out
 
 
 def by_index(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

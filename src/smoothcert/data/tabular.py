@@ -39,21 +39,23 @@ Example:
 from __future__ import annotations
 
 import functools
-import hashlib
-import io
-import json
 import os
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from smoothcert._validation import check_int
-from smoothcert.errors import AssetError, InvalidParameterError
+from smoothcert.data._assets import (
+    manifest_entry,
+    read_npz_asset,
+    resolve_assets_dir,
+)
+from smoothcert.data._assets import readonly as _readonly
+from smoothcert.data._rows import subset_rows
+from smoothcert.errors import InvalidParameterError
 
 __all__ = [
     "FAIR_ASSET",
@@ -73,11 +75,6 @@ _REBUILD_HINT = (
     "reinstall smoothcert, or rebuild it with `python scripts/build_tabular_data.py` "
     "(needs pip package statsmodels)"
 )
-
-
-def _readonly(array: NDArray[Any]) -> NDArray[Any]:
-    array.setflags(write=False)
-    return array
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,28 +211,7 @@ class TabularDataset:
         Raises:
             InvalidParameterError: if a row position is out of range or not an integer.
         """
-        from smoothcert.data.listings import _check_rows
-
-        sel = _check_rows(rows, len(self))
-        return TabularDataset(
-            name=self.name,
-            split=self.split,
-            tokens=_readonly(self.tokens[sel]),
-            images=_readonly(self.images[sel]),
-            labels=_readonly(self.labels[sel]),
-            indices=_readonly(self.indices[sel]),
-            num_classes=self.num_classes,
-            field_vocab_sizes=self.field_vocab_sizes,
-            field_names=self.field_names,
-            continuous_names=self.continuous_names,
-            field_levels=self.field_levels,
-        )
-
-
-def _assets_dir(assets_dir: str | os.PathLike[str] | None) -> Path:
-    from smoothcert.data.listings import default_assets_dir
-
-    return default_assets_dir() if assets_dir is None else Path(assets_dir)
+        return subset_rows(self, rows, ("tokens", "images", "labels", "indices"))
 
 
 def fair_info(assets_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -249,43 +225,13 @@ def fair_info(assets_dir: str | os.PathLike[str] | None = None) -> dict[str, Any
         >>> sorted(fair_info()["sources"])
         ['statsmodels']
     """
-    path = _assets_dir(assets_dir) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AssetError(f"data manifest {path} is missing; {_REBUILD_HINT}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AssetError(f"data manifest {path} cannot be read ({err}); {_REBUILD_HINT}") from err
-    entry = manifest.get("files", {}).get(FAIR_ASSET) if isinstance(manifest, dict) else None
-    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise AssetError(
-            f"data manifest {path} has no valid entry for {FAIR_ASSET}; {_REBUILD_HINT}"
-        )
-    return dict(entry)
+    return manifest_entry(assets_dir, FAIR_ASSET, _REBUILD_HINT)
 
 
 @functools.lru_cache(maxsize=4)
 def _read_asset(directory: str) -> dict[str, NDArray[Any]]:
-    entry = fair_info(directory)
-    path = Path(directory) / FAIR_ASSET
-    try:
-        blob = path.read_bytes()
-    except OSError as err:
-        raise AssetError(f"dataset asset {path} cannot be read ({err}); {_REBUILD_HINT}") from err
-    actual = hashlib.sha256(blob).hexdigest()
-    if actual != str(entry["sha256"]).lower():
-        raise AssetError(
-            f"dataset asset {path} fails its checksum: sha256 {actual} does not match "
-            f"{entry['sha256']} in the manifest (file altered or corrupt); {_REBUILD_HINT}"
-        )
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise AssetError(f"dataset asset {path} cannot be parsed ({err}); {_REBUILD_HINT}") from err
-    for array in arrays.values():
-        array.setflags(write=False)
-    return arrays
+    """Read, sha256-check and parse the asset of ``directory`` (cached per directory)."""
+    return read_npz_asset(directory, FAIR_ASSET, _REBUILD_HINT)
 
 
 def load_fair(
@@ -315,7 +261,7 @@ def load_fair(
         raise InvalidParameterError(
             f"split = {split!r} is invalid for dataset 'fair'; valid choices: {list(FAIR_SPLITS)}"
         )
-    a = _read_asset(str(_assets_dir(assets_dir).resolve()))
+    a = _read_asset(str(resolve_assets_dir(assets_dir).resolve()))
     rows = np.flatnonzero(a["split"] == FAIR_SPLITS.index(split))
     rows = rows[np.argsort(a["indices"][rows], kind="stable")]
     vocab = tuple(int(v) for v in a["field_vocab_sizes"])

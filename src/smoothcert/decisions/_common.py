@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from smoothcert._validation import check_int, check_positive, check_probability_level
 from smoothcert.errors import InvalidParameterError
-from smoothcert.records import Evidence, Facts, StageEvidence
+from smoothcert.records import CertifyResult, Evidence, Facts, StageEvidence
 
 
 def require_stage(evidence: Evidence, role: str, *, n: int, method: str) -> StageEvidence:
@@ -77,6 +77,54 @@ def with_alpha(evidence: Evidence, spent: Mapping[str, float]) -> Evidence:
     """The evidence with each stage's alpha set to what the decision spent on it (0 if none)."""
     stages = tuple(dataclasses.replace(s, alpha=spent.get(s.role, 0.0)) for s in evidence.stages)
     return dataclasses.replace(evidence, stages=stages)
+
+
+def estimation_result(
+    evidence: Evidence,
+    params: Any,
+    *,
+    method: str,
+    top: int,
+    certified: bool,
+    radius: float,
+    p_lower: float,
+    claim: str = "majority",
+    **fields: Any,
+) -> CertifyResult:
+    """The result of a decision that spends all of ``params.alpha`` on its estimation stage.
+
+    Certified: ``top`` with ``radius``; else an abstention (prediction None, radius 0).
+
+    Args:
+        evidence: the evidence decided on (its estimation stage is marked with
+            ``params.alpha``).
+        params: the method's parameters (with ``alpha``).
+        method: the registered method name.
+        top: the class bounded (the majority or the flagged class).
+        certified: whether the certificate holds.
+        radius: the certified radius (used only when ``certified``).
+        p_lower: the lower confidence bound on the probability of ``top``.
+        claim: the record's claim.
+        **fields: further :class:`~smoothcert.records.CertifyResult` fields
+            (``p_upper``, ``radius_unit``, ``details``).
+
+    Returns:
+        The :class:`~smoothcert.records.CertifyResult`.
+    """
+    return CertifyResult(
+        method=method,
+        claim=claim,
+        prediction=top if certified else None,
+        abstained=not certified,
+        radius=radius if certified else 0.0,
+        p_lower=p_lower,
+        alpha=params.alpha,
+        seed=evidence.seed,
+        seconds=evidence.seconds,
+        params=params,
+        evidence=with_alpha(evidence, {"estimation": params.alpha}),
+        **fields,
+    )
 
 
 def check_gaussian_sampling(params: Any) -> None:

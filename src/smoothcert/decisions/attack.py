@@ -57,6 +57,7 @@ from scipy.stats import binomtest
 from smoothcert._validation import (
     check_choice,
     check_int,
+    check_nonnegative,
     check_positive,
     check_probability_level,
 )
@@ -84,21 +85,30 @@ smoothed soft score of the clean class, as ``log mean_j softmax(t f(x' + e_j))_c
 logits (a CW-style expectation-over-noise attack)."""
 
 
-def check_radius_grid(radii: Any, *, name: str = "radii") -> tuple[float, ...]:
+def check_radius_grid(
+    radii: Any, *, name: str = "radii", allow_zero: bool = False
+) -> tuple[float, ...]:
     """Return a radius grid as a tuple of floats: non-empty, finite, > 0, strictly increasing.
+
+    Args:
+        radii: the grid (input units).
+        name: its name in messages.
+        allow_zero: accept a radius of 0 (a (d, r) grid: token or field changes alone).
 
     Raises:
         InvalidParameterError: naming the grid and the valid range.
 
     Example:
-        >>> check_radius_grid([0.25, 0.5])
-        (0.25, 0.5)
+        >>> check_radius_grid([0.25, 0.5]), check_radius_grid([0, 0.5], allow_zero=True)
+        ((0.25, 0.5), (0.0, 0.5))
     """
-    valid = f"a non-empty, strictly increasing sequence of finite {name} > 0 (input units)"
+    bound = ">= 0" if allow_zero else "> 0"
+    valid = f"a non-empty, strictly increasing sequence of finite {name} {bound} (input units)"
+    check = check_nonnegative if allow_zero else check_positive
     if isinstance(radii, (str, bytes)) or not isinstance(radii, Sequence) or not radii:
         raise InvalidParameterError(f"{name} = {radii!r} is invalid; valid: {valid}")
     try:
-        grid = tuple(check_positive(r, name="radius") for r in radii)
+        grid = tuple(check(r, name="radius") for r in radii)
     except InvalidParameterError as err:
         raise InvalidParameterError(f"{name} = {radii!r} is invalid; valid: {valid}") from err
     if any(b <= a for a, b in zip(grid, grid[1:], strict=False)):
@@ -223,30 +233,99 @@ class AttackDetails(Details):
     first_flip: float | None
 
 
-def _predict_test(counts: np.ndarray) -> tuple[int, float]:
-    """PREDICT's top class and two-sided binomial p-value of n_A out of n_A + n_B at 1/2."""
-    order = np.argsort(-counts, kind="stable")
-    n_a, n_b = int(counts[order[0]]), int(counts[order[1]])
+def predict_test(counts: Sequence[int] | np.ndarray) -> tuple[int, float]:
+    """PREDICT's top class and two-sided binomial p-value of ``n_A`` out of ``n_A + n_B`` at 1/2.
+
+    Cohen et al. 2019 (arXiv 1902.02918), Proposition 1; the flip test of every attack.
+
+    Example:
+        >>> top, p = predict_test([10, 90])
+        >>> top, p < 1e-10
+        (1, True)
+    """
+    array = np.asarray(counts, dtype=np.int64)
+    order = np.argsort(-array, kind="stable")
+    n_a, n_b = int(array[order[0]]), int(array[order[1]])
     p_value = float(binomtest(n_a, n_a + n_b, 0.5).pvalue) if n_a + n_b > 0 else 1.0
     return int(order[0]), p_value
 
 
-def _attack_stages(evidence: Evidence, params: AttackParams) -> list[StageEvidence]:
-    stages = [s for s in evidence.stages if s.role == "attack"]
+def check_attack_stages(
+    evidence: Evidence, *, points: int, n: int, n_name: str, method: str, unit: str
+) -> list[StageEvidence]:
+    """The ``attack`` stages of an attack's evidence, after checking its layout and sizes.
+
+    The layout every attack shares: a ``selection`` stage at the clean input, then one
+    ``attack`` stage per attacked point, each of ``n`` samples with class counts.
+
+    Args:
+        evidence: the saved evidence.
+        points: number of attacked points (``attack`` stages).
+        n: samples per stage (the parameters' ``n_name``).
+        n_name: the parameter's name, for the message (``"eval_n"`` or ``"n"``).
+        method: the method's name, for the message.
+        unit: what one attack stage is, for the message (``"radius"``, ``"(d, r) point"``).
+
+    Returns:
+        The ``attack`` stages, in order.
+
+    Raises:
+        InvalidParameterError: on other stages or sample sizes than the parameters say.
+    """
     roles = [s.role for s in evidence.stages]
-    if roles != ["selection"] + ["attack"] * len(params.radii):
+    if roles != ["selection"] + ["attack"] * points:
         raise InvalidParameterError(
-            f"evidence stages {roles} are invalid for method 'attack-l2'; valid: a "
-            f"selection stage then {len(params.radii)} attack stages (one per radius)"
+            f"evidence stages {roles} are invalid for method {method!r}; valid: a "
+            f"selection stage then {points} attack stages (one per {unit})"
         )
-    for stage in [evidence.stages[0], *stages]:
-        if stage.n != params.eval_n or not stage.counts:
+    for stage in evidence.stages:
+        if stage.n != n or not stage.counts:
             raise InvalidParameterError(
                 f"the {stage.role} stage drew n = {stage.n} samples (counts {stage.counts}) "
-                f"but the parameters say eval_n = {params.eval_n}; valid: parameters with "
-                "the sample sizes of the evidence"
+                f"but the parameters say {n_name} = {n}; valid: parameters with the sample "
+                "sizes of the evidence"
             )
-    return stages
+    return list(evidence.stages[1:])
+
+
+def empirical_result(
+    method: str,
+    evidence: Evidence,
+    params: Any,
+    *,
+    prediction: int | None,
+    radius: float,
+    details: Details,
+) -> CertifyResult:
+    """The result of an attack (claim ``"empirical"``, ``p_lower = 0``: nothing is bounded).
+
+    ``params.alpha`` is recorded as spent by every ``attack`` stage's test; the result
+    abstains exactly when ``prediction`` is None (nothing to attack).
+    """
+    return CertifyResult(
+        method=method,
+        claim="empirical",
+        prediction=prediction,
+        abstained=prediction is None,
+        radius=float(radius),
+        p_lower=0.0,
+        alpha=params.alpha,
+        seed=evidence.seed,
+        seconds=evidence.seconds,
+        params=params,
+        evidence=with_alpha(evidence, {"attack": params.alpha}),
+        details=details,
+    )
+
+
+def dr_points(radii: Sequence[float], d_max: int) -> tuple[tuple[int, float], ...]:
+    """The attacked points ``(d, r)`` of a grid, d-major, without the clean ``(0, 0)``.
+
+    Example:
+        >>> dr_points((0.0, 0.5), 1)
+        ((0, 0.5), (1, 0.0), (1, 0.5))
+    """
+    return tuple((d, r) for d in range(d_max + 1) for r in radii if (d, r) != (0, 0.0))
 
 
 def decide_attack(evidence: Evidence, params: AttackParams) -> CertifyResult:
@@ -271,7 +350,14 @@ def decide_attack(evidence: Evidence, params: AttackParams) -> CertifyResult:
             f"the evidence was drawn at radii = {facts.radii} but the parameters say "
             f"{params.radii}; valid: parameters with the evidence's radius grid"
         )
-    stages = _attack_stages(evidence, params)
+    stages = check_attack_stages(
+        evidence,
+        points=len(params.radii),
+        n=params.eval_n,
+        n_name="eval_n",
+        method="attack-l2",
+        unit="radius",
+    )
     check_num_classes((evidence.stages[0], *stages), facts.num_classes)
     clean = int(np.argmax(np.asarray(evidence.stages[0].counts, dtype=np.int64)))
     check_class(clean, facts.num_classes, name="clean prediction")
@@ -279,24 +365,18 @@ def decide_attack(evidence: Evidence, params: AttackParams) -> CertifyResult:
     tops: list[int] = []
     p_values: list[float] = []
     for stage in stages:
-        top, p_value = _predict_test(np.asarray(stage.counts, dtype=np.int64))
+        top, p_value = predict_test(stage.counts)
         tops.append(top)
         p_values.append(p_value)
         flipped.append(top != clean and p_value <= params.alpha)
     first = next((i for i, f in enumerate(flipped) if f), None)
     radius = params.radii[-1] if first is None else (params.radii[first - 1] if first else 0.0)
-    return CertifyResult(
-        method="attack-l2",
-        claim="empirical",
+    return empirical_result(
+        "attack-l2",
+        evidence,
+        params,
         prediction=clean,
-        abstained=False,
-        radius=float(radius),
-        p_lower=0.0,
-        alpha=params.alpha,
-        seed=evidence.seed,
-        seconds=evidence.seconds,
-        params=params,
-        evidence=with_alpha(evidence, {"attack": params.alpha}),
+        radius=radius,
         details=AttackDetails(
             radii=params.radii,
             flipped=tuple(flipped),

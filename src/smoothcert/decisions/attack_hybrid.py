@@ -42,26 +42,23 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from smoothcert._validation import check_int, check_nonnegative, check_positive
-from smoothcert.decisions._common import check_num_classes, require_facts, with_alpha
+from smoothcert._validation import check_choice, check_int, check_positive
+from smoothcert.decisions._common import check_num_classes, require_facts
+from smoothcert.decisions.attack import (
+    check_attack_stages,
+    check_radius_grid,
+    dr_points,
+    empirical_result,
+)
 from smoothcert.decisions.hybrid import HybridParams
 from smoothcert.errors import InvalidParameterError
 from smoothcert.records import CertifyResult, Details, Evidence, Facts, register_payload
 from smoothcert.stats.binomial import clopper_pearson_upper
 
-
-def _check_grid(radii: object) -> tuple[float, ...]:
-    valid = "a non-empty, strictly increasing sequence of finite radii >= 0 (image units)"
-    if not isinstance(radii, (tuple, list)) or not radii:
-        raise InvalidParameterError(f"radii = {radii!r} is invalid; valid: {valid}")
-    try:
-        grid = tuple(check_nonnegative(r, name="radius") for r in radii)
-    except InvalidParameterError as err:
-        raise InvalidParameterError(f"radii = {radii!r} is invalid; valid: {valid}") from err
-    if any(b <= a for a, b in zip(grid, grid[1:], strict=False)):
-        raise InvalidParameterError(f"radii = {radii!r} is invalid; valid: {valid}")
-    return grid
+CANDIDATE_RANKINGS = ("random", "gradient")
+"""Where the hybrid attack's token candidates come from (:class:`HybridAttackParams`)."""
 
 
 @register_payload
@@ -82,6 +79,12 @@ class HybridAttackParams(HybridParams):
         noise_samples: joint noise draws per objective evaluation (PGD step or token
             candidate), >= 1.
         candidates: token substitutions scored per edit, >= 1.
+        candidate_ranking: where the candidates come from, one of
+            :data:`CANDIDATE_RANKINGS`: ``"random"`` (uniform (position, alphabet token)
+            pairs) or ``"gradient"`` (the top ``candidates`` pairs by the first-order
+            change of the smoothed score, GCG-style; needs the model's embedding hook,
+            :mod:`smoothcert.methods.token_gradient`). Hashed; left out of the records
+            when ``"random"`` (older files keep their hash).
     """
 
     kind = "attack_hybrid"
@@ -91,6 +94,7 @@ class HybridAttackParams(HybridParams):
     step_size: float | None = None
     noise_samples: int = 16
     candidates: int = 32
+    candidate_ranking: str = "random"
 
     def __post_init__(self) -> None:
         if self.target is None:
@@ -100,7 +104,7 @@ class HybridAttackParams(HybridParams):
             )
         super().__post_init__()
         set_ = object.__setattr__
-        set_(self, "radii", _check_grid(self.radii))
+        set_(self, "radii", check_radius_grid(self.radii, allow_zero=True))
         set_(self, "attack_d_max", check_int(self.attack_d_max, name="attack_d_max", minimum=0))
         if len(self.points()) == 0:
             raise InvalidParameterError(
@@ -112,12 +116,18 @@ class HybridAttackParams(HybridParams):
             set_(self, "step_size", check_positive(self.step_size, name="step_size"))
         set_(self, "noise_samples", check_int(self.noise_samples, name="noise_samples", minimum=1))
         set_(self, "candidates", check_int(self.candidates, name="candidates", minimum=1))
+        check_choice(self.candidate_ranking, name="candidate_ranking", choices=CANDIDATE_RANKINGS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`HybridParams.to_dict`, without ``candidate_ranking`` when ``"random"``."""
+        out = super().to_dict()
+        if out.get("candidate_ranking") == "random":
+            del out["candidate_ranking"]
+        return out
 
     def points(self) -> tuple[tuple[int, float], ...]:
         """The attacked grid points ``(d, r)``, d-major, without the clean ``(0, 0)``."""
-        return tuple(
-            (d, r) for d in range(self.attack_d_max + 1) for r in self.radii if (d, r) != (0, 0.0)
-        )
+        return dr_points(self.radii, self.attack_d_max)
 
     def step_length(self, radius: float) -> float:
         """The image PGD step length at ``radius``: ``step_size`` or ``2.5 r / steps``."""
@@ -126,9 +136,9 @@ class HybridAttackParams(HybridParams):
     def forward_samples(self) -> int:
         """Noisy forward passes per input (evaluations, token candidates, PGD steps)."""
         points = self.points()
+        per_edit = self.candidates + 1 + (self.candidate_ranking == "gradient")
         search = sum(
-            d * (self.candidates + 1) * self.noise_samples
-            + (self.steps * self.noise_samples if r > 0 else 0)
+            d * per_edit * self.noise_samples + (self.steps * self.noise_samples if r > 0 else 0)
             for d, r in points
         )
         return self.n * (1 + len(points)) + search
@@ -197,18 +207,14 @@ def decide_attack_hybrid(evidence: Evidence, params: HybridAttackParams) -> Cert
     """
     facts = require_facts(evidence, HybridAttackFacts, method="attack-hybrid")
     points = params.points()
-    roles = [s.role for s in evidence.stages]
-    if roles != ["selection"] + ["attack"] * len(points):
-        raise InvalidParameterError(
-            f"evidence stages {roles} are invalid for method 'attack-hybrid'; valid: a "
-            f"selection stage then {len(points)} attack stages (one per (d, r) point)"
-        )
-    for stage in evidence.stages:
-        if stage.n != params.n or not stage.counts:
-            raise InvalidParameterError(
-                f"the {stage.role} stage drew n = {stage.n} samples but the parameters say "
-                f"n = {params.n}; valid: parameters with the sample sizes of the evidence"
-            )
+    check_attack_stages(
+        evidence,
+        points=len(points),
+        n=params.n,
+        n_name="n",
+        method="attack-hybrid",
+        unit="(d, r) point",
+    )
     check_num_classes(evidence.stages, facts.num_classes)
     target = int(params.target)  # type: ignore[arg-type]
     if target >= facts.num_classes:
@@ -232,18 +238,12 @@ def decide_attack_hybrid(evidence: Evidence, params: HybridAttackParams) -> Cert
                 below = [rr for rr in params.radii if rr < r]
                 radius = below[-1] if below else 0.0
                 break
-    return CertifyResult(
-        method="attack-hybrid",
-        claim="empirical",
+    return empirical_result(
+        "attack-hybrid",
+        evidence,
+        params,
         prediction=target if flagged else None,
-        abstained=not flagged,
-        radius=float(radius),
-        p_lower=0.0,
-        alpha=params.alpha,
-        seed=evidence.seed,
-        seconds=evidence.seconds,
-        params=params,
-        evidence=with_alpha(evidence, {"attack": params.alpha}),
+        radius=radius,
         details=HybridAttackDetails(
             d_values=tuple(d for d, _ in points),
             r_values=tuple(r for _, r in points),

@@ -38,6 +38,7 @@ from smoothcert.decisions._common import (
     check_class,
     check_gaussian_sampling,
     check_num_classes,
+    estimation_result,
     require_facts,
     require_no_stage,
     require_stage,
@@ -158,18 +159,14 @@ def decide_cohen(evidence: Evidence, params: GaussianParams) -> CertifyResult:
     p_lower = float(clopper_pearson_lower(int(counts[top]), params.n, alpha=params.alpha))
     radius = float(gaussian_radius(p_lower, sigma=params.sigma))
     certified = p_lower > 0.5 and radius > 0
-    return CertifyResult(
+    return estimation_result(
+        evidence,
+        params,
         method="cohen",
-        claim="majority",
-        prediction=top if certified else None,
-        abstained=not certified,
-        radius=radius if certified else 0.0,
+        top=top,
+        certified=certified,
+        radius=radius,
         p_lower=p_lower,
-        alpha=params.alpha,
-        seed=evidence.seed,
-        seconds=evidence.seconds,
-        params=params,
-        evidence=with_alpha(evidence, {"estimation": params.alpha}),
     )
 
 
@@ -185,19 +182,15 @@ def decide_cohen_top2(evidence: Evidence, params: GaussianParams) -> CertifyResu
     p_upper = min(runner_up_upper(counts, top, alpha=half), 1.0 - p_lower)
     radius = float(gaussian_radius_top2(p_lower, p_upper, sigma=params.sigma))
     certified = p_lower > p_upper and radius > 0
-    return CertifyResult(
+    return estimation_result(
+        evidence,
+        params,
         method="cohen-top2",
-        claim="majority",
-        prediction=top if certified else None,
-        abstained=not certified,
-        radius=radius if certified else 0.0,
+        top=top,
+        certified=certified,
+        radius=radius,
         p_lower=p_lower,
         p_upper=p_upper,
-        alpha=params.alpha,
-        seed=evidence.seed,
-        seconds=evidence.seconds,
-        params=params,
-        evidence=with_alpha(evidence, {"estimation": params.alpha}),
     )
 
 

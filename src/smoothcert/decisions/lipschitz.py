@@ -56,9 +56,9 @@ from smoothcert.decisions._common import (
     check_gaussian_sampling,
     check_num_classes,
     check_variance_samples,
+    estimation_result,
     require_facts,
     require_stage,
-    with_alpha,
 )
 from smoothcert.decisions.cohen import GaussianFacts
 from smoothcert.decisions.soft import (
@@ -191,18 +191,14 @@ def decide_lipschitz(evidence: Evidence, params: LipschitzParams) -> CertifyResu
         lipschitz_radius(min(p_lower, 1.0 - 1e-16), sigma=params.sigma, lipschitz=score_lip)
     )
     certified = p_lower > 0.5 and radius > 0 and math.isfinite(radius)
-    return CertifyResult(
+    return estimation_result(
+        evidence,
+        params,
         method="lipschitz",
-        claim="majority",
-        prediction=top if certified else None,
-        abstained=not certified,
-        radius=radius if certified else 0.0,
+        top=top,
+        certified=certified,
+        radius=radius,
         p_lower=p_lower,
-        alpha=params.alpha,
-        seed=evidence.seed,
-        seconds=evidence.seconds,
-        params=params,
-        evidence=with_alpha(evidence, {"estimation": params.alpha}),
         details=LipschitzDetails(
             mean=mean,
             variance=variance,

@@ -83,9 +83,9 @@ from smoothcert.decisions._common import (
     check_gaussian_sampling,
     check_num_classes,
     check_variance_samples,
+    estimation_result,
     require_facts,
     require_stage,
-    with_alpha,
 )
 from smoothcert.decisions.cohen import GaussianFacts
 from smoothcert.errors import InvalidParameterError
@@ -389,18 +389,14 @@ def decide_soft(evidence: Evidence, params: SoftParams) -> CertifyResult:
         )
     radius = float(gaussian_radius(p_lower, sigma=params.sigma))
     certified = p_lower > 0.5 and radius > 0 and math.isfinite(radius)
-    return CertifyResult(
+    return estimation_result(
+        evidence,
+        params,
         method="soft",
-        claim="majority",
-        prediction=top if certified else None,
-        abstained=not certified,
-        radius=radius if certified else 0.0,
+        top=top,
+        certified=certified,
+        radius=radius,
         p_lower=p_lower,
-        alpha=params.alpha,
-        seed=evidence.seed,
-        seconds=evidence.seconds,
-        params=params,
-        evidence=with_alpha(evidence, {"estimation": params.alpha}),
         details=SoftDetails(mean=mean, variance=variance, score_bound=params.score_bound),
     )
 
@@ -441,18 +437,14 @@ def decide_soft_top2(evidence: Evidence, params: SoftParams) -> CertifyResult:
     p_upper = min(others, 1.0 - p_lower)
     radius = float(gaussian_radius_top2(p_lower, p_upper, sigma=params.sigma))
     certified = p_lower > p_upper and radius > 0 and math.isfinite(radius)
-    return CertifyResult(
+    return estimation_result(
+        evidence,
+        params,
         method="soft-top2",
-        claim="majority",
-        prediction=top if certified else None,
-        abstained=not certified,
-        radius=radius if certified else 0.0,
+        top=top,
+        certified=certified,
+        radius=radius,
         p_lower=p_lower,
         p_upper=p_upper,
-        alpha=params.alpha,
-        seed=evidence.seed,
-        seconds=evidence.seconds,
-        params=params,
-        evidence=with_alpha(evidence, {"estimation": params.alpha}),
         details=SoftDetails(mean=mean, variance=variance, score_bound=params.score_bound),
     )

@@ -46,10 +46,10 @@ from smoothcert.certificates.tokens import Kernel
 from smoothcert.decisions._common import (
     check_class,
     check_num_classes,
+    estimation_result,
     require_facts,
     require_no_stage,
     require_stage,
-    with_alpha,
 )
 from smoothcert.errors import InvalidParameterError
 from smoothcert.records import CertifyResult, Details, Evidence, Facts, Payload, register_payload
@@ -458,18 +458,15 @@ def decide_tokens(evidence: Evidence, params: TokenParams) -> CertifyResult:
     cls, p_lower, facts, details = bound_class(evidence, params, "tokens")
     d_cert = certified_tokens(p_lower, params, d_max=facts.d_max, facts=facts)
     certified = d_cert is not None
-    return CertifyResult(
+    return estimation_result(
+        evidence,
+        params,
         method="tokens",
         claim="majority" if params.majority else "flagged",
-        prediction=cls if certified else None,
-        abstained=not certified,
+        top=cls,
+        certified=certified,
         radius=float(d_cert) if d_cert is not None else 0.0,
-        radius_unit="tokens",
         p_lower=p_lower,
-        alpha=params.alpha,
-        seed=evidence.seed,
-        seconds=evidence.seconds,
-        params=params,
-        evidence=with_alpha(evidence, {"estimation": params.alpha}),
+        radius_unit="tokens",
         details=dataclasses.replace(details, d_certified=d_cert),
     )

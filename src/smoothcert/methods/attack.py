@@ -45,9 +45,10 @@ import torch
 
 from smoothcert.decisions.attack import AttackFacts, AttackParams, decide_attack
 from smoothcert.errors import InvalidParameterError
+from smoothcert.methods._attack_search import attack_plan, l2_pgd
 from smoothcert.methods._common import check_image, model_device
-from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw
-from smoothcert.noise.gaussian import BoundGaussianNoise, GaussianNoise
+from smoothcert.methods.sampler import Prepared, Sampler, draw
+from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.records import CertifyResult, Evidence
 from smoothcert.sampling.device import check_device
 from smoothcert.sampling.engine import autocast_context
@@ -124,7 +125,7 @@ def smoothed_pgd(
         [0.1, 0.5]
     """
     device = x.device
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False):
         x0 = x.detach().clone().float()
         delta = torch.zeros_like(x0)
         if random_start:
@@ -134,48 +135,36 @@ def smoothed_pgd(
             delta = direction * (length / float(direction.norm().clamp_min(1e-12)))
             if clip:
                 delta = (x0 + delta).clamp(0.0, 1.0) - x0
-        for _ in range(steps):
-            noise = torch.randn((noise_samples, *x0.shape), generator=generator, device=device)
-            point = (x0 + delta).requires_grad_(True)
-            batch = (point.unsqueeze(0) + sigma * noise).to(x.dtype)
-            with autocast_context(torch.device(device), autocast_dtype):
-                logits = model(batch)
-            loss = _objective(logits, target, score, temperature)
-            (grad,) = torch.autograd.grad(loss, point)
-            norm = float(grad.norm())
-            if not math.isfinite(norm):
-                raise InvalidParameterError(
-                    f"the attack's gradient has norm {norm}; valid: a model with finite "
-                    "gradients at the noisy inputs"
-                )
-            if norm > 0:
-                delta = delta.detach() - step_size * grad / norm
-            length = float(delta.norm())
-            if length > radius:
-                delta = delta * (radius / length)
-            if clip:
-                delta = (x0 + delta).clamp(0.0, 1.0) - x0
-        delta = delta.detach()
-    moved = float(delta.norm())
-    if moved > radius * (1 + 1e-5):
-        raise AssertionError(f"PGD left the ball: ||delta|| = {moved} > radius = {radius}")
-    return (x0 + delta).to(x.dtype)
+
+    def objective(point: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn((noise_samples, *x0.shape), generator=generator, device=device)
+        batch = (point.unsqueeze(0) + sigma * noise).to(x.dtype)
+        with autocast_context(torch.device(device), autocast_dtype):
+            logits = model(batch)
+        return _objective(logits, target, score, temperature)
+
+    out = l2_pgd(
+        objective,
+        x,
+        radius=radius,
+        steps=steps,
+        step_size=step_size,
+        clip=clip,
+        start_delta=delta,
+    )
+    return out.to(x.dtype)
 
 
-def _attack_rule(
+def _attack_at(
     params: AttackParams,
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
-    targets: Sequence[Sampler],
     generator: torch.Generator,
     autocast_dtype: torch.dtype | None,
-) -> Callable[[Evidence], PlannedStage | None]:
-    """``next_stage``: after the clean stage, attack radius i and evaluate at ``x'(r_i)``."""
+) -> Callable[[int, Evidence], Any]:
+    """The attack at radius ``i``: PGD from ``x``, then the kernel bound to ``x'(r_i)``."""
 
-    def rule(evidence: Evidence) -> PlannedStage | None:
-        i = len(evidence.stages) - 1
-        if i >= len(params.radii):
-            return None
+    def attack_at(i: int, evidence: Evidence) -> Any:
         clean = int(np.argmax(np.asarray(evidence.stages[0].counts, dtype=np.int64)))
         radius = params.radii[i]
         x_adv = smoothed_pgd(
@@ -194,12 +183,9 @@ def _attack_rule(
             clip=params.clip,
             autocast_dtype=autocast_dtype,
         )
-        noise = targets[i].noise
-        assert isinstance(noise, BoundGaussianNoise)
-        noise.x = x_adv
-        return PlannedStage("attack", params.eval_n, params.alpha, source=i + 1)
+        return GaussianNoise(params.sigma).bind(x_adv)
 
-    return rule
+    return attack_at
 
 
 def prepare(
@@ -266,27 +252,14 @@ def prepare(
         autocast_dtype=autocast_dtype,
         probe=probe,
     )
-    targets = tuple(
-        Sampler(
-            model,
-            GaussianNoise(params.sigma).bind(x.clone()),
-            seed=seed,
-            batch_size=batch_size,
-            num_classes=sampler.num_classes,
-            device=dev,
-            autocast_dtype=autocast_dtype,
-            probe=False,
-            generator=sampler.generator,
-        )
-        for _ in params.radii
-    )
-    return Prepared(
+    return attack_plan(
         sampler,
-        (PlannedStage("selection", params.eval_n, 0.0),),
-        AttackFacts(num_classes=sampler.num_classes, radii=params.radii),
-        start,
-        next_stage=_attack_rule(params, model, x, targets, sampler.generator, autocast_dtype),
-        sources=targets,
+        points=len(params.radii),
+        n=params.eval_n,
+        alpha=params.alpha,
+        facts=AttackFacts(num_classes=sampler.num_classes, radii=params.radii),
+        start=start,
+        attack=_attack_at(params, model, x, sampler.generator, autocast_dtype),
     )
 
 

@@ -6,8 +6,12 @@ kernel on the eligible positions times ``N(0, sigma^2 I)`` on the image; flagged
 flagged pair with at most ``d`` substituted eligible tokens (alphabet tokens) and an image
 perturbation ``||delta||_2 <= r`` (pixel box [0, 1] kept):
 
-1. tokens, greedy coordinate search: ``d`` times, score ``candidates`` random (position,
-   alphabet token) substitutions at not yet edited eligible positions, plus "no change", by
+1. tokens, greedy coordinate search (:func:`~smoothcert.methods._attack_search.greedy_edits`):
+   ``d`` times, score ``candidates`` (position, alphabet token) substitutions at not yet
+   edited eligible positions -- random ones, or with ``candidate_ranking="gradient"`` the
+   top ones by the first-order change of the smoothed score from the embedding gradient
+   (GCG-style, :mod:`smoothcert.methods.token_gradient`; the model needs the embedding
+   hook) -- plus "no change", by
    the Monte Carlo smoothed score ``mean_j P(target | Z_j, X + e_j)`` over ``noise_samples``
    joint noise draws (the same draws for every candidate: common random numbers), and keep
    the lowest;
@@ -16,9 +20,7 @@ perturbation ``||delta||_2 <= r`` (pixel box [0, 1] kept):
 
 Then ``n`` FRESH noisy samples at the attacked pair give the counts of one ``attack`` stage
 per point; :mod:`smoothcert.decisions.attack_hybrid` decides. All randomness (candidates,
-noise) comes from the input's ``torch.Generator``. The candidates are random, not
-GCG-style candidates from the embedding gradient (which needs the model's embedding
-table; see docs/attack.md).
+noise) comes from the input's ``torch.Generator``.
 
 Example:
     >>> import torch
@@ -47,6 +49,12 @@ from smoothcert.decisions.attack_hybrid import (
     decide_attack_hybrid,
 )
 from smoothcert.errors import InvalidParameterError
+from smoothcert.methods._attack_search import (
+    attack_plan,
+    greedy_edits,
+    joint_objective,
+    l2_pgd,
+)
 from smoothcert.methods._common import check_image, model_device
 from smoothcert.methods._tokens_common import (
     check_target,
@@ -55,32 +63,14 @@ from smoothcert.methods._tokens_common import (
     threat_of,
     token_noise,
 )
-from smoothcert.methods.sampler import PlannedStage, Prepared, Sampler, draw
+from smoothcert.methods.sampler import Prepared, Sampler, draw
 from smoothcert.methods.threats import ThreatModel
+from smoothcert.methods.token_gradient import gradient_candidates, has_embedding_hook
 from smoothcert.noise.gaussian import GaussianNoise
 from smoothcert.noise.product import TokenImageNoise
 from smoothcert.noise.tokens import check_tokens
 from smoothcert.records import CertifyResult, Evidence
 from smoothcert.sampling.device import check_device
-from smoothcert.sampling.engine import autocast_context
-
-
-def _smoothed_score(
-    model: Callable[..., torch.Tensor],
-    kernel: TokenImageNoise,
-    tokens: torch.Tensor,
-    image: torch.Tensor,
-    eligible: torch.Tensor,
-    target: int,
-    num: int,
-    generator: torch.Generator,
-    autocast_dtype: torch.dtype | None,
-) -> float:
-    """Monte Carlo ``mean_j softmax(f(Z_j, X + e_j))_target`` (no gradient)."""
-    toks, imgs = kernel.bind(tokens, image, eligible).sample(num, generator=generator)
-    with torch.inference_mode(), autocast_context(image.device, autocast_dtype):
-        logits = model(toks, imgs)
-    return float(torch.softmax(logits.float(), dim=1)[:, target].mean())
 
 
 def attack_pair(
@@ -118,78 +108,62 @@ def attack_pair(
     """
     target = int(params.target)  # type: ignore[arg-type]
     device = image.device
-    adv_tokens = tokens.clone()
-    free = [int(p) for p in eligible.tolist()]
-    for _ in range(d):
-        pos = torch.randint(len(free), (params.candidates,), generator=generator, device=device)
-        tok = torch.randint(
-            int(alphabet.numel()), (params.candidates,), generator=generator, device=device
-        )
-        state = generator.get_state()
-        best = (
-            _smoothed_score(
-                model,
-                kernel,
-                adv_tokens,
-                image,
-                eligible,
-                target,
-                params.noise_samples,
-                generator,
-                autocast_dtype,
-            ),
-            -1,
-        )
-        for k in range(params.candidates):
-            trial = adv_tokens.clone()
-            trial[free[int(pos[k])]] = alphabet[int(tok[k])]
-            generator.set_state(state)  # the same noise for every candidate
-            score = _smoothed_score(
-                model,
-                kernel,
-                trial,
-                image,
-                eligible,
-                target,
-                params.noise_samples,
-                generator,
-                autocast_dtype,
-            )
-            if score < best[0]:
-                best = (score, k)
-        if best[1] >= 0:
-            k = best[1]
-            adv_tokens[free[int(pos[k])]] = alphabet[int(tok[k])]
-            free.pop(int(pos[k]))
+    positions = [int(p) for p in eligible.tolist()]
+
+    def propose(current: torch.Tensor, edited: Sequence[int]) -> list[tuple[int, int]]:
+        free = [p for p in positions if p not in edited]
         if not free:
-            break
+            return []
+        k = params.candidates
+        if params.candidate_ranking == "gradient":
+            return gradient_candidates(
+                model,
+                kernel.bind(current, image, eligible),
+                current,
+                free,
+                alphabet,
+                target=target,
+                k=k,
+                noise_samples=params.noise_samples,
+                generator=generator,
+                autocast_dtype=autocast_dtype,
+            )
+        pos = torch.randint(len(free), (k,), generator=generator, device=device)
+        tok = torch.randint(int(alphabet.numel()), (k,), generator=generator, device=device)
+        return [(free[int(pos[i])], int(alphabet[int(tok[i])])) for i in range(k)]
+
+    adv_tokens = greedy_edits(
+        model,
+        lambda toks, img: kernel.bind(toks, img, eligible),
+        tokens,
+        image,
+        d=d,
+        propose=propose,
+        target=target,
+        noise_samples=params.noise_samples,
+        generator=generator,
+        autocast_dtype=autocast_dtype,
+    )
     if radius <= 0:
         return adv_tokens, image
-    step = params.step_length(radius)
-    bound = kernel.bind(adv_tokens, image, eligible)
-    with torch.inference_mode(False), torch.enable_grad():
-        x0 = image.detach().clone().float()
-        delta = torch.zeros_like(x0)
-        for _ in range(params.steps):
-            toks, imgs = bound.sample(params.noise_samples, generator=generator)
-            noise = (imgs.float() - image.float()).detach().clone()
-            point = (x0 + delta).requires_grad_(True)
-            with autocast_context(device, autocast_dtype):
-                logits = model(toks.clone(), (point.unsqueeze(0) + noise).to(image.dtype))
-            probs = torch.softmax(logits.float(), dim=1)[:, target]
-            loss = torch.log(probs.mean().clamp_min(1e-30))
-            (grad,) = torch.autograd.grad(loss, point)
-            norm = float(grad.norm())
-            if norm > 0:
-                delta = delta.detach() - step * grad / norm
-            length = float(delta.norm())
-            if length > radius:
-                delta = delta * (radius / length)
-            delta = (x0 + delta).clamp(0.0, 1.0) - x0
-        delta = delta.detach()
-    if float(delta.norm()) > radius * (1 + 1e-5):
-        raise AssertionError(f"PGD left the ball: ||delta|| > radius = {radius}")
-    return adv_tokens, (x0 + delta).to(image.dtype)
+    objective = joint_objective(
+        model,
+        kernel.bind(adv_tokens, image, eligible),
+        image,
+        target,
+        noise_samples=params.noise_samples,
+        generator=generator,
+        autocast_dtype=autocast_dtype,
+    )
+    adv_image = l2_pgd(
+        objective,
+        image,
+        radius=radius,
+        steps=params.steps,
+        step_size=params.step_length(radius),
+        clip=True,
+    )
+    return adv_tokens, adv_image.to(image.dtype)
 
 
 def prepare(
@@ -256,31 +230,21 @@ def prepare(
         probe=probe,
     )
     check_target(params, sampler.num_classes)
-    points = params.points()
-    targets = tuple(
-        Sampler(
-            model,
-            kernel.bind(applied.tokens, image, applied.eligible),
-            seed=seed,
-            batch_size=batch_size,
-            num_classes=sampler.num_classes,
-            device=dev,
-            autocast_dtype=autocast_dtype,
-            probe=False,
-            generator=sampler.generator,
+    if params.candidate_ranking == "gradient" and not has_embedding_hook(model):
+        raise InvalidParameterError(
+            f"candidate_ranking = 'gradient' is invalid for a model of type "
+            f"{type(model).__name__} without the embedding hook; valid: 'random', or a model "
+            "with token_embedding_matrix() and forward_embeddings() "
+            "(smoothcert.methods.token_gradient)"
         )
-        for _ in points
-    )
+    points = params.points()
     if noise.alphabet is not None:
         alphabet = noise.alphabet.to(dev)
     else:  # a mask kernel without an alphabet: the attacker writes the clean tokens' ids
         alphabet = torch.unique(applied.tokens)
     eligible_positions = applied.eligible.to(dev)
 
-    def rule(evidence: Evidence) -> PlannedStage | None:
-        i = len(evidence.stages) - 1
-        if i >= len(points):
-            return None
+    def attack(i: int, evidence: Evidence) -> Any:
         d, radius = points[i]
         adv_tokens, adv_image = attack_pair(
             model,
@@ -295,17 +259,16 @@ def prepare(
             generator=sampler.generator,
             autocast_dtype=autocast_dtype,
         )
-        targets[i].noise = kernel.bind(adv_tokens, adv_image, applied.eligible)
-        return PlannedStage("attack", params.n, params.alpha, source=i + 1)
+        return kernel.bind(adv_tokens, adv_image, applied.eligible)
 
-    facts = HybridAttackFacts(num_classes=sampler.num_classes, num_eligible=applied.num_eligible)
-    return Prepared(
+    return attack_plan(
         sampler,
-        (PlannedStage("selection", params.n, 0.0),),
-        facts,
-        start,
-        next_stage=rule,
-        sources=targets,
+        points=len(points),
+        n=params.n,
+        alpha=params.alpha,
+        facts=HybridAttackFacts(num_classes=sampler.num_classes, num_eligible=applied.num_eligible),
+        start=start,
+        attack=attack,
     )
 
 
@@ -327,6 +290,7 @@ def attack_hybrid(
     step_size: float | None = None,
     noise_samples: int = 16,
     candidates: int = 32,
+    candidate_ranking: str = "random",
     threat: ThreatModel | None = None,
     kernel: str = "uniform",
     mask_id: int | None = None,
@@ -353,6 +317,8 @@ def attack_hybrid(
         step_size: image PGD step length (default ``2.5 r / steps``).
         noise_samples: joint noise draws per objective evaluation.
         candidates: token substitutions scored per edit.
+        candidate_ranking: ``"random"`` or ``"gradient"`` (GCG-style, needs the model's
+            embedding hook; :mod:`smoothcert.methods.token_gradient`).
         threat: eligible positions (default every position).
         kernel: ``"uniform"`` or ``"mask"``.
         mask_id: the mask id (``"mask"`` only).
@@ -389,6 +355,7 @@ def attack_hybrid(
         step_size=step_size,
         noise_samples=noise_samples,
         candidates=candidates,
+        candidate_ranking=candidate_ranking,
         **fields,
     )
     prepared = prepare(

@@ -55,13 +55,14 @@ def _sampler(
     sigma: float,
     *,
     seed: int,
-    batch_size: int,
-    num_classes: int | None,
-    device: torch.device | str | None,
-    input_shape: tuple[int, ...] | None,
-    autocast_dtype: torch.dtype | None,
-    probe: bool,
+    batch_size: int = 1000,
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    probe: bool = True,
 ) -> Sampler:
+    """The Gaussian sampler at ``x`` of every Gaussian method (arguments: :func:`prepare`)."""
     check_image(x, input_shape=input_shape)
     dev = check_device(device) if device is not None else model_device(model, x.device)
     return Sampler(

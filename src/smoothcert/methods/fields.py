@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from smoothcert.decisions.attack_fields import FieldsAttackParams
 from smoothcert.decisions.fields import FieldsParams, decide_fields
 from smoothcert.decisions.tokens import TokenFacts
 from smoothcert.errors import InvalidParameterError
@@ -51,11 +52,44 @@ from smoothcert.records import CertifyResult, Evidence
 from smoothcert.sampling.device import check_device
 
 
-def fields_noise(params: FieldsParams) -> FieldsNoise:
-    """The kernel the parameters describe (so the kernel sampled is the kernel certified)."""
+def fields_noise(params: FieldsParams | FieldsAttackParams) -> FieldsNoise:
+    """The kernel the parameters describe (the kernel sampled is the kernel certified).
+
+    ``attack-fields`` builds its kernel here too, so it attacks that of ``hybrid-fields``.
+    """
     return FieldsNoise(
         vocab_sizes=params.field_vocab_sizes, betas=params.field_betas, sigma=params.sigma
     )
+
+
+def bind_row(
+    model: Callable[..., torch.Tensor],
+    noise: FieldsNoise,
+    inputs: Any,
+    *,
+    device: torch.device | str | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate one row ``(tokens (F,), continuous (C,))`` and move it to the device.
+
+    The device is ``device``, else the model's, else the continuous vector's.
+
+    Raises:
+        InvalidParameterError: on a wrong number of inputs or fields, an id outside its
+            field's alphabet, or a continuous part that is not a tensor.
+    """
+    if not isinstance(inputs, tuple) or len(inputs) != 2:
+        raise InvalidParameterError(
+            f"inputs of length {len(inputs) if isinstance(inputs, tuple) else '?'} are "
+            "invalid; valid: (tokens (F,), continuous (C,))"
+        )
+    tokens, continuous = inputs
+    tokens = noise.check_tokens(check_tokens(tokens))
+    if not isinstance(continuous, torch.Tensor):
+        raise InvalidParameterError(
+            f"continuous of type {type(continuous).__name__} is invalid; valid: a torch.Tensor"
+        )
+    dev = check_device(device) if device is not None else model_device(model, continuous.device)
+    return tokens.to(dev), continuous.to(dev)
 
 
 def prepare(
@@ -93,20 +127,10 @@ def prepare(
             alphabet, a bad continuous vector or model, before sampling.
     """
     start = time.perf_counter()
-    if not isinstance(inputs, tuple) or len(inputs) != 2:
-        raise InvalidParameterError(
-            f"inputs of length {len(inputs) if isinstance(inputs, tuple) else '?'} are "
-            "invalid; valid: (tokens (F,), continuous (C,))"
-        )
-    tokens, continuous = inputs
     noise = fields_noise(params)
-    tokens = noise.check_tokens(check_tokens(tokens))
-    if not isinstance(continuous, torch.Tensor):
-        raise InvalidParameterError(
-            f"continuous of type {type(continuous).__name__} is invalid; valid: a torch.Tensor"
-        )
-    dev = check_device(device) if device is not None else model_device(model, continuous.device)
-    bound = noise.bind(tokens.to(dev), continuous.to(dev))
+    tokens, continuous = bind_row(model, noise, inputs, device=device)
+    bound = noise.bind(tokens, continuous)
+    dev = continuous.device
     sampler = Sampler(
         model,
         bound,

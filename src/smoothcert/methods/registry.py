@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smoothcert.decisions.attack import AttackParams, decide_attack
+from smoothcert.decisions.attack_fields import FieldsAttackParams, decide_attack_fields
 from smoothcert.decisions.attack_hybrid import HybridAttackParams, decide_attack_hybrid
 from smoothcert.decisions.cohen import (
     GaussianParams,
@@ -70,14 +71,16 @@ from smoothcert.decisions.tokens import TokenParams, decide_tokens
 from smoothcert.errors import InvalidParameterError
 from smoothcert.records import CertifyResult, Evidence, Payload
 
-INPUT_KINDS = ("image", "tokens", "tokens+image")
+INPUT_KINDS = ("image", "tokens", "tokens+image", "fields")
 """What a method feeds the model: an image; token ids (plus, for a (tokens, image)
-model, the image unchanged); a (tokens, image) pair, both noised."""
+model, the image unchanged); a (tokens, image) pair, both noised; a tabular row
+(categorical fields, each with its own alphabet, and a continuous vector, both noised)."""
 
 DATASET_KINDS: dict[str, tuple[str, ...]] = {
     "image": ("image",),
     "tokens": ("text", "text_image"),
-    "tokens+image": ("text_image", "tabular"),
+    "tokens+image": ("text_image",),
+    "fields": ("tabular",),
 }
 """The dataset kinds (``smoothcert.data.dataset_kind``) that fit each input kind."""
 
@@ -285,7 +288,7 @@ register_method(
         params_type=FieldsParams,
         decide=decide_fields,
         preparer="smoothcert.methods.fields:prepare",
-        input_kind="tokens+image",
+        input_kind="fields",
         radius_unit="l2",
     )
 )
@@ -398,6 +401,17 @@ register_method(
         decide=decide_attack_hybrid,
         preparer="smoothcert.methods.attack_hybrid:prepare",
         input_kind="tokens+image",
+        radius_unit="l2",
+    )
+)
+register_method(
+    MethodSpec(
+        name="attack-fields",
+        summary="empirical: field changes + continuous PGD against a smoothed tabular classifier",
+        params_type=FieldsAttackParams,
+        decide=decide_attack_fields,
+        preparer="smoothcert.methods.attack_fields:prepare",
+        input_kind="fields",
         radius_unit="l2",
     )
 )

@@ -47,14 +47,7 @@ def prepare(
     model: Callable[..., torch.Tensor],
     inputs: tuple[Any, ...],
     params: SoftParams | SoftCombinedParams,
-    *,
-    seed: int,
-    batch_size: int = 1000,
-    num_classes: int | None = None,
-    device: torch.device | str | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    probe: bool = True,
+    **options: Any,
 ) -> Prepared:
     """Validate everything and plan the two score stages of soft smoothing at one input.
 
@@ -64,14 +57,10 @@ def prepare(
         inputs: ``(x,)``: one input, no batch axis, finite floating-point tensor.
         params: the :class:`~smoothcert.decisions.soft.SoftParams` (validated when built),
             or :class:`~smoothcert.decisions.combined.SoftCombinedParams` (same stages).
-        seed: seed of the ``torch.Generator`` on the sampling device (recorded).
-        batch_size: samples per forward pass, >= 1.
-        num_classes: expected output columns; inferred from the model if None.
-        device: device to sample on; default the model's (else ``x``'s) device.
-        autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` forward passes
-            (the score maps stay in float64).
-        input_shape: if given, ``x.shape`` must equal it.
-        probe: check the model on the clean input first.
+        **options: the sampling options of :func:`smoothcert.methods.cohen.prepare`
+            (``seed`` required; ``batch_size``, ``num_classes``, ``device``,
+            ``autocast_dtype`` (the score maps stay in float64), ``input_shape``,
+            ``probe``).
 
     Returns:
         The :class:`~smoothcert.methods.sampler.Prepared` sampler and the stages
@@ -92,18 +81,7 @@ def prepare(
             "valid: SoftParams or SoftCombinedParams"
         )
     (x,) = inputs
-    sampler = _sampler(
-        model,
-        x,
-        params.sigma,
-        seed=seed,
-        batch_size=batch_size,
-        num_classes=num_classes,
-        device=device,
-        input_shape=input_shape,
-        autocast_dtype=autocast_dtype,
-        probe=probe,
-    )
+    sampler = _sampler(model, x, params.sigma, **options)
     scores = (params.score_map, params.temperature)
     bound = params.score_bound if isinstance(params, SoftParams) else params.bound
     bins = histogram_bins_for(params.score_map, bound)  # betting: per-class histograms

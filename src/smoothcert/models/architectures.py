@@ -298,6 +298,34 @@ class ListingFilter(nn.Module):
         logits, text, image = self._features(tokens, images)
         return logits, self.text_head(text), self.image_head(image)
 
+    def token_embedding_matrix(self) -> torch.Tensor:
+        """The embedding of every vocabulary id, ``(30522, 32)``.
+
+        Row ``t`` is the table row of ``token_rows[t]`` (zero for ``[PAD]`` and ids never
+        seen in training). With :meth:`forward_embeddings`, the embedding hook of
+        :mod:`smoothcert.methods.token_gradient` (GCG-style token candidates).
+        """
+        return self.embed.weight[self.token_rows.long()]
+
+    def forward_embeddings(self, embeds: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 2)`` from token embeddings (the embedding hook's forward pass).
+
+        ``forward(tokens, images)`` equals
+        ``forward_embeddings(token_embedding_matrix()[tokens], images)`` bit for bit.
+
+        Args:
+            embeds: ``(B, L, 32)`` rows of :meth:`token_embedding_matrix` (or any vectors:
+                the text branch sums them over positions).
+            images: ``(B, 1, 14, 14)`` as in :meth:`forward`.
+        """
+        text = functional.relu(self.text_fc(embeds.sum(dim=1)))
+        x = functional.relu(self.conv1(images))
+        x = functional.relu(self.conv2(x))
+        image = functional.relu(self.image_fc(x.flatten(1)))
+        fused = functional.relu(self.fuse(torch.cat([text, image, text * image], dim=1)))
+        logits: torch.Tensor = self.out(fused)
+        return logits
+
 
 @dataclass(frozen=True)
 class ModelSpec:

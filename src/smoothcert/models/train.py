@@ -12,7 +12,9 @@ Training uses the ``"train"`` split only, Adam with a one-cycle learning-rate
 schedule and cross-entropy. It is deterministic for a given ``seed``: the initial
 weights come from a forked, seeded global RNG (the caller's RNG state is untouched)
 and the batch order and noise from explicit ``torch.Generator`` objects. Re-running
-gives bit-identical weights on the same machine, torch version and thread count.
+gives bit-identical weights with the same torch version, thread count and CPU kernels
+(AVX512 and AVX2 kernels round differently: pin them with ``ATEN_CPU_CAPABILITY=avx2
+ONEDNN_MAX_CPU_ISA=AVX2``, as the shipped weights were made; ``tests/reproduce.py``).
 
 The command ``smoothcert train`` calls :func:`train_all`, which dispatches by model:
 image models (``digits_cnn``, ``fmnist_cnn``) are trained here, each with its own
@@ -183,16 +185,15 @@ def train_model(
         True
     """
     spec = get_model_spec(name)
-    if spec.kind == "tabular":
-        from smoothcert.models import train_tabular as tt
-
-        return tt.train_tabular_mlp(
+    if spec.kind in ("tabular", "text_image"):
+        trainer, defaults = _own_trainer(spec.kind)
+        return trainer(
             sigma=sigma,
-            epochs=tt.TABULAR_EPOCHS if epochs is None else epochs,
+            epochs=defaults[0] if epochs is None else epochs,
             seed=seed,
             device=device,
-            batch_size=tt.TABULAR_BATCH_SIZE if batch_size is None else batch_size,
-            lr=tt.TABULAR_LR if lr is None else lr,
+            batch_size=defaults[1] if batch_size is None else batch_size,
+            lr=defaults[2] if lr is None else lr,
             max_examples=max_examples,
             threads=threads,
             log=log,
@@ -208,20 +209,6 @@ def train_model(
             device=device,
             batch_size=batch_size,
             lr=lr,
-            max_examples=max_examples,
-            threads=threads,
-            log=log,
-        )
-    if spec.kind == "text_image":
-        from smoothcert.models import train_listings as tl
-
-        return tl.train_listing_filter(
-            sigma=sigma,
-            epochs=tl.LISTING_EPOCHS if epochs is None else epochs,
-            seed=seed,
-            device=device,
-            batch_size=tl.LISTING_BATCH_SIZE if batch_size is None else batch_size,
-            lr=tl.LISTING_LR if lr is None else lr,
             max_examples=max_examples,
             threads=threads,
             log=log,
@@ -259,6 +246,67 @@ def train_model(
         torch.set_num_threads(previous_threads)
     model.sigma = sigma  # type: ignore[assignment]
     return model
+
+
+def _own_trainer(kind: str) -> tuple[Callable[..., nn.Module], tuple[int, int, float]]:
+    """The trainer of a tabular or text-image model and its (epochs, batch, lr) defaults."""
+    if kind == "tabular":
+        from smoothcert.models import train_tabular as tt
+
+        return tt.train_tabular_mlp, (tt.TABULAR_EPOCHS, tt.TABULAR_BATCH_SIZE, tt.TABULAR_LR)
+    from smoothcert.models import train_listings as tl
+
+    return tl.train_listing_filter, (tl.LISTING_EPOCHS, tl.LISTING_BATCH_SIZE, tl.LISTING_LR)
+
+
+def fit_one_cycle(
+    model: nn.Module,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    n: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    order_gen: torch.Generator,
+    device: torch.device,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> None:
+    """Train ``model`` in place: Adam with a one-cycle schedule over shuffled batches.
+
+    Each epoch draws a permutation of the ``n`` rows from ``order_gen``, then for each
+    batch of row indices ``idx`` (on ``device``) takes one step on ``batch_loss(idx)``
+    (which draws its own noise). ``on_epoch(epoch, mean_loss)`` follows every epoch.
+    Used by :mod:`~smoothcert.models.train_tabular` and
+    :mod:`~smoothcert.models.train_lipschitz`.
+
+    Args:
+        model: the model, on ``device``; left in train mode.
+        batch_loss: the loss of a batch of row indices.
+        n: rows per epoch, >= 1.
+        epochs: passes over the rows, >= 1.
+        batch_size: rows per step, >= 1.
+        lr: peak learning rate, > 0.
+        order_gen: CPU generator of the batch order.
+        device: the device of the rows.
+        on_epoch: optional callback ``(epoch index, mean batch loss over the rows)``.
+    """
+    steps = epochs * ((n + batch_size - 1) // batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+    model.train()
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=order_gen).to(device)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = perm[start : start + batch_size]
+            loss = batch_loss(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * idx.numel()
+        if on_epoch is not None:
+            on_epoch(epoch, total / n)
 
 
 def _train(

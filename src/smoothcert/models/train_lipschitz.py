@@ -162,7 +162,7 @@ def train_lipschitz_model(
     if threads is not None:
         torch.set_num_threads(check_int(threads, name="threads", minimum=1))
     try:
-        from smoothcert.models.train import _two_seeds
+        from smoothcert.models.train import _two_seeds, fit_one_cycle
 
         data = load_dataset(recipe.dataset, "train")
         n = len(data) if max_examples is None else min(max_examples, len(data))
@@ -175,26 +175,28 @@ def train_lipschitz_model(
             torch.manual_seed(seed)
             model = orthogonalize(recipe.build(), orthogonal_map=recipe.orthogonal_map)
         model.to(target)
-        steps = epochs * ((n + batch_size - 1) // batch_size)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-        model.train()
-        for epoch in range(epochs):
-            perm = torch.randperm(n, generator=order_gen).to(target)
-            total = 0.0
-            for start in range(0, n, batch_size):
-                idx = perm[start : start + batch_size]
-                x = images[idx]
-                noise = torch.randn(x.shape, generator=noise_gen, device=target, dtype=x.dtype)
-                logits = model(x + sigma * noise)
-                loss = functional.cross_entropy(loss_scale * logits, labels[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * idx.numel()
+
+        def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+            x = images[idx]
+            noise = torch.randn(x.shape, generator=noise_gen, device=target, dtype=x.dtype)
+            logits = model(x + sigma * noise)
+            return functional.cross_entropy(loss_scale * logits, labels[idx])
+
+        def on_epoch(epoch: int, loss: float) -> None:
             if log is not None:
-                log(f"{name} sigma={sigma!r} epoch {epoch + 1}/{epochs} loss {total / n:.4f}")
+                log(f"{name} sigma={sigma!r} epoch {epoch + 1}/{epochs} loss {loss:.4f}")
+
+        fit_one_cycle(
+            model,
+            batch_loss,
+            n=n,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            order_gen=order_gen,
+            device=target,
+            on_epoch=on_epoch,
+        )
     finally:
         torch.set_num_threads(previous)
     model = unparametrize(model).eval()

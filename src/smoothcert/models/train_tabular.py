@@ -135,7 +135,7 @@ def train_tabular_mlp(
     Raises:
         InvalidParameterError: for any argument outside its range.
     """
-    from smoothcert.models.train import _two_seeds
+    from smoothcert.models.train import _two_seeds, fit_one_cycle
 
     sigma = check_positive(sigma, name="sigma")
     betas = tuple(check_open_unit(b, name="field beta") for b in betas)
@@ -160,31 +160,33 @@ def train_tabular_mlp(
         n = len(data)
         order_gen = torch.Generator().manual_seed(order_seed)
         noise_gen = torch.Generator(device=target).manual_seed(noise_seed)
-        steps = epochs * ((n + batch_size - 1) // batch_size)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-        model.train()
-        for epoch in range(epochs):
-            perm = torch.randperm(n, generator=order_gen).to(target)
-            total = 0.0
-            for start in range(0, n, batch_size):
-                idx = perm[start : start + batch_size]
-                toks = substitute_fields(
-                    tokens[idx],
-                    vocab_sizes=model.field_vocab_sizes,
-                    betas=betas,
-                    generator=noise_gen,
-                )
-                x = cont[idx]
-                x = x + sigma * torch.randn(x.shape, generator=noise_gen, device=target)
-                loss = functional.cross_entropy(model(toks, x), labels[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * idx.numel()
+
+        def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+            toks = substitute_fields(
+                tokens[idx],
+                vocab_sizes=model.field_vocab_sizes,
+                betas=betas,
+                generator=noise_gen,
+            )
+            x = cont[idx]
+            x = x + sigma * torch.randn(x.shape, generator=noise_gen, device=target)
+            return functional.cross_entropy(model(toks, x), labels[idx])
+
+        def on_epoch(epoch: int, loss: float) -> None:
             if log is not None and (epoch + 1) % 10 == 0:
-                log(f"tabular_mlp sigma={sigma!r} epoch {epoch + 1}/{epochs} loss {total / n:.4f}")
+                log(f"tabular_mlp sigma={sigma!r} epoch {epoch + 1}/{epochs} loss {loss:.4f}")
+
+        fit_one_cycle(
+            model,
+            batch_loss,
+            n=n,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            order_gen=order_gen,
+            device=target,
+            on_epoch=on_epoch,
+        )
     finally:
         torch.set_num_threads(previous)
     model.eval()

@@ -55,8 +55,12 @@ __all__ = [
     "attack_pairs",
     "attack_table",
     "empirical_accuracy",
+    "FIELDS_ATTACK_HEADING",
+    "fields_attack_table",
     "hybrid_attack_table",
     "is_attack",
+    "is_fields_attack",
+    "is_grid_attack",
     "is_hybrid_attack",
     "plot_certified_vs_empirical",
 ]
@@ -78,8 +82,18 @@ def is_hybrid_attack(result: ResultFile) -> bool:
     return is_attack(result) and result.method == "attack-hybrid"
 
 
+def is_fields_attack(result: ResultFile) -> bool:
+    """True for a file of ``attack-fields`` records (a (d, r) grid per tabular row)."""
+    return is_attack(result) and result.method == "attack-fields"
+
+
+def is_grid_attack(result: ResultFile) -> bool:
+    """True for an attack file with a (d, r) grid per example (hybrid or fields)."""
+    return is_hybrid_attack(result) or is_fields_attack(result)
+
+
 def _l2_attacks(files: Sequence[ResultFile]) -> list[ResultFile]:
-    return [f for f in files if is_attack(f) and not is_hybrid_attack(f) and len(f)]
+    return [f for f in files if is_attack(f) and not is_grid_attack(f) and len(f)]
 
 
 def attack_grid(result: ResultFile) -> NDArray[np.float64]:
@@ -264,12 +278,69 @@ HYBRID_ATTACK_HEADING = (
 )
 
 
-def _hybrid_points(result: ResultFile) -> list[tuple[int, float]]:
+FIELDS_ATTACK_HEADING = (
+    "tabular rows under attack, per (d changed fields, continuous radius r): certified = "
+    "correct and certified at (d, r) (a lower bound); attacked = correct and no change of the "
+    "smoothed prediction found at any (d', r') <= (d, r) (an upper bound on the robust "
+    "accuracy; at (0, 0): the smoothed model's clean accuracy); success = share of the rows "
+    "whose prediction the attack changed at (d, r); up to Monte Carlo error"
+)
+
+
+def _grid_points(result: ResultFile) -> list[tuple[int, float]]:
     for record in result.records:
         details = record.get("details") or {}
         if details.get("d_values") is not None:
             return list(zip(details["d_values"], details["r_values"], strict=True))
     return []
+
+
+def _grid_cells(attack: ResultFile, d: int, r: float, *, key: str) -> list[str]:
+    """``[kept, success]`` of a grid attack at ``(d, r)`` (``key``: the per-point flags).
+
+    kept: share of all records that are correct and not attacked successfully at any
+    grid point ``(d', r') <= (d, r)``; success: share of the non-abstaining records
+    attacked successfully at ``(d, r)`` ("n/a" at the clean point or with none).
+    """
+    own = _grid_points(attack)
+    kept, successes, attacked = 0, 0, 0
+    for record in attack.records:
+        details = record.get("details") or {}
+        flags = dict(zip(own, details.get(key) or [False] * len(own), strict=True))
+        if record.get("abstained"):
+            continue
+        attacked += 1
+        successes += bool(flags.get((d, r), False))
+        dominated = any(u for (dd, rr), u in flags.items() if dd <= d and rr <= r)
+        kept += bool(record.get("correct")) and not dominated
+    success = _pct(successes / attacked) if attacked and (d, r) in own else "n/a"
+    return [_pct(kept / len(attack)), success]
+
+
+def _grid_table(
+    files: Sequence[ResultFile], attacks: list[ResultFile], *, key: str, kept: str, clean: bool
+) -> str:
+    from smoothcert.reports.tables import dr_grid
+
+    certs = [
+        f
+        for f in files
+        if not is_attack(f) and len(f) and any(r.get("radius_curve") for r in f.records)
+    ]
+    points = {p for a in attacks for p in _grid_points(a)}
+    if clean and any(r == 0.0 for _, r in points):
+        points.add((0, 0.0))
+    header = ["d", "r"] + [f"{c.label} certified" for c in certs]
+    for a in attacks:
+        header += [f"{a.label} {kept}", f"{a.label} success"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for d, r in sorted(points):
+        cells = [str(d), f"{r:g}"]
+        cells += [_pct(float(dr_grid(c, [d], [r])[0, 0])) for c in certs]
+        for a in attacks:
+            cells += _grid_cells(a, d, r, key=key)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def hybrid_attack_table(files: Sequence[ResultFile]) -> str:
@@ -295,34 +366,33 @@ def hybrid_attack_table(files: Sequence[ResultFile]) -> str:
         | 0 | 0.5 | 50.0% | 50.0% |
         | 1 | 0 | 0.0% | 100.0% |
     """
-    from smoothcert.reports.tables import dr_grid
-
     attacks = [f for f in files if is_hybrid_attack(f) and len(f)]
-    certs = [
-        f
-        for f in files
-        if not is_attack(f) and len(f) and any(r.get("radius_curve") for r in f.records)
-    ]
-    points = sorted({p for a in attacks for p in _hybrid_points(a)})
-    header = ["d", "r"] + [f"{c.label} certified" for c in certs]
-    for a in attacks:
-        header += [f"{a.label} still flagged", f"{a.label} success"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
-    for d, r in points:
-        cells = [str(d), f"{r:g}"]
-        cells += [_pct(float(dr_grid(c, [d], [r])[0, 0])) for c in certs]
-        for a in attacks:
-            own = _hybrid_points(a)
-            kept, successes, flagged = 0, 0, 0
-            for record in a.records:
-                details = record.get("details") or {}
-                flags = dict(zip(own, details.get("unflagged") or [False] * len(own), strict=True))
-                if record.get("abstained"):
-                    continue
-                flagged += 1
-                successes += bool(flags.get((d, r), False))
-                dominated = any(u for (dd, rr), u in flags.items() if dd <= d and rr <= r)
-                kept += bool(record.get("correct")) and not dominated
-            cells += [_pct(kept / len(a)), _pct(successes / flagged) if flagged else "n/a"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return _grid_table(files, attacks, key="unflagged", kept="still flagged", clean=False)
+
+
+def fields_attack_table(files: Sequence[ResultFile]) -> str:
+    """Markdown table per (d, r) point of each ``attack-fields`` file, next to certificates.
+
+    The tabular task's certified accuracy over its (d, r) grid (``hybrid-fields`` files,
+    :func:`~smoothcert.reports.tables.dr_grid`) next to its clean and attacked accuracy
+    (:data:`FIELDS_ATTACK_HEADING`); the row ``(0, 0)`` (when the grid has ``r = 0``)
+    holds the certified and the clean accuracy of the smoothed model.
+
+    Example:
+        >>> from pathlib import Path
+        >>> def rec(i, correct, flips):
+        ...     return {"index": i, "label": 1, "correct": correct, "abstained": False,
+        ...             "radius": 0.0, "claim": "empirical", "method": "attack-fields",
+        ...             "details": {"d_values": [0, 1], "r_values": [0.5, 0.0],
+        ...                         "flipped": flips}}
+        >>> att = ResultFile(Path("f.jsonl"), {}, [rec(0, True, [False, True]),
+        ...                                         rec(1, True, [False, False])])
+        >>> print(fields_attack_table([att]))
+        | d | r | f attacked | f success |
+        |---:|---:|---:|---:|
+        | 0 | 0 | 100.0% | n/a |
+        | 0 | 0.5 | 100.0% | 0.0% |
+        | 1 | 0 | 50.0% | 50.0% |
+    """
+    attacks = [f for f in files if is_fields_attack(f) and len(f)]
+    return _grid_table(files, attacks, key="flipped", kept="attacked", clean=True)

@@ -94,9 +94,15 @@ def model_fingerprint(model: Any) -> str | None:
 
 
 def dataset_kind_of(dataset: Any) -> str:
-    """``"text_image"``, ``"text"`` or ``"image"``: what a dataset object holds."""
+    """``"tabular"``, ``"text_image"``, ``"text"`` or ``"image"``: what a dataset object holds.
+
+    A tabular dataset (categorical fields + continuous columns) says so by its
+    ``field_vocab_sizes`` (:class:`~smoothcert.data.tabular.TabularDataset`).
+    """
     has_tokens = hasattr(dataset, "tokens")
     has_images = hasattr(dataset, "images")
+    if has_tokens and has_images and hasattr(dataset, "field_vocab_sizes"):
+        return "tabular"
     if has_tokens and has_images:
         return "text_image"
     return "text" if has_tokens else "image"
@@ -114,8 +120,9 @@ def example_inputs(
 
     Inputs by the method's input kind: ``image``: ``(image,)``; ``tokens``: ``(tokens,)``
     or ``(tokens, image)`` (the image is passed unchanged); ``tokens+image``:
-    ``(tokens, image)``. Options: ``{"eligible": mask}`` for the ``"given"`` threat,
-    from the dataset's per-example eligible token positions.
+    ``(tokens, image)``; ``fields``: ``(tokens, continuous)`` (the dataset's ``images``).
+    Options: ``{"eligible": mask}`` for the ``"given"`` threat, from the dataset's
+    per-example eligible token positions.
     """
     if spec.input_kind == "image":
         return (_tensor(dataset.images[position]),), {}

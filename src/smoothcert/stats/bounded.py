@@ -602,13 +602,16 @@ def betting_mixture_lower(scores: Any, *, alpha: float, counts: Any = None) -> A
         0.794
     """
     alpha = _check_alpha_first(alpha)
-    x = _check_scores(scores)
-    w = (
-        np.ones(x.size, dtype=np.int64)
-        if counts is None
-        else _check_weights(counts, size=x.size, name="counts")
-    )
+    x, w = _scores_and_counts(scores, counts)
     return _mixture_lower(x, w, alpha)
+
+
+def _scores_and_counts(scores: Any, counts: Any) -> tuple[FloatArray, NDArray[np.int64]]:
+    """Checked scores and their multiplicities (each score once when ``counts`` is None)."""
+    x = _check_scores(scores)
+    if counts is None:
+        return x, np.ones(x.size, dtype=np.int64)
+    return x, _check_weights(counts, size=x.size, name="counts")
 
 
 def betting_mixture_upper(scores: Any, *, alpha: float, counts: Any = None) -> Any:
@@ -632,12 +635,7 @@ def betting_mixture_upper(scores: Any, *, alpha: float, counts: Any = None) -> A
         0.206
     """
     alpha = _check_alpha_first(alpha)
-    x = _check_scores(scores)
-    w = (
-        np.ones(x.size, dtype=np.int64)
-        if counts is None
-        else _check_weights(counts, size=x.size, name="counts")
-    )
+    x, w = _scores_and_counts(scores, counts)
     low = np.asarray(_mixture_lower(1.0 - x, w, alpha), dtype=np.float64)
     return _as_output(np.minimum(1.0, np.nextafter(1.0 - low, 2.0)))
 
