@@ -160,6 +160,16 @@ def test_tsv_export_columns(tmp_path: Path, result_path: Path) -> None:
     assert out.read_text() == text
 
 
+def test_tsv_export_refuses_an_attack_file(result_path: Path) -> None:
+    # an attack's radius is where the attack failed, not a certificate: the legacy radius
+    # column cannot say so, so the export refuses (the same records as certificates pass)
+    records = load_results(result_path).records
+    attack = [{**r, "claim": "empirical"} for r in records]
+    with pytest.raises(InvalidParameterError, match="claim = 'empirical'"):
+        tsv_text(ResultFile(Path("attack.jsonl"), {}, attack))
+    assert tsv_text(ResultFile(Path("cert.jsonl"), {}, records)).count("\n") == 6
+
+
 def test_tsv_rows_are_sorted_by_index(tmp_path: Path) -> None:
     path = write_file(tmp_path / "shuffled.jsonl", [ROWS[3], ROWS[0], ROWS[4]])
     idx = [line.split("\t")[0] for line in tsv_text(load_results(path)).splitlines()[1:]]

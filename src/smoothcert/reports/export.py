@@ -15,10 +15,13 @@ Columns (header line first, tab separated)::
   ``datetime.timedelta`` string, as the reference scripts write it).
 
 Rows are sorted by ``idx``, so a resumed run exports exactly like an uninterrupted one.
+Files of attacks (claim ``"empirical"``, ``smoothcert attack``) are refused: their radius
+is where an attack failed, not a certificate, and this format has no column to say so.
 
 Example:
     >>> from pathlib import Path
-    >>> from smoothcert.reports.results import ResultFile
+    >>> from smoothcert.errors import InvalidParameterError
+from smoothcert.reports.results import ResultFile
     >>> recs = [{"index": 3, "label": 1, "correct": False, "abstained": True,
     ...          "prediction": None, "radius": 0.0, "seconds": 0.5},
     ...         {"index": 1, "label": 2, "correct": True, "abstained": False,
@@ -36,6 +39,7 @@ import datetime
 import os
 from pathlib import Path
 
+from smoothcert.errors import InvalidParameterError
 from smoothcert.reports.results import ResultFile
 
 __all__ = ["TSV_COLUMNS", "export_tsv", "tsv_text"]
@@ -53,7 +57,16 @@ def tsv_text(result: ResultFile) -> str:
     Returns:
         Header line plus one line per record, sorted by index (see the module
         docstring for the columns; ``predict = -1`` marks an abstention here only).
+
+    Raises:
+        InvalidParameterError: for a file of an attack (claim ``"empirical"``).
     """
+    if result.claim == "empirical":
+        raise InvalidParameterError(
+            f"{result.path}: claim = 'empirical' (an attack's outcome) is invalid for the "
+            "legacy export, whose radius column means a certified radius; valid: files of "
+            "certificates (read attack files with `smoothcert report`)"
+        )
     lines = ["\t".join(TSV_COLUMNS)]
     for record in sorted(result.records, key=lambda r: int(r["index"])):
         abstained = bool(record["abstained"])

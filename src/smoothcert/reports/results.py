@@ -86,7 +86,7 @@ class ResultFile:
 
     @property
     def claim(self) -> str:
-        """What the file's records claim: ``"majority"``, ``"flagged"`` or ``"prediction"``."""
+        """What the records claim: majority, flagged, prediction or empirical (an attack)."""
         return str(self.records[0].get("claim", "majority")) if self.records else "majority"
 
     @property
