@@ -20,8 +20,7 @@ is where an attack failed, not a certificate, and this format has no column to s
 
 Example:
     >>> from pathlib import Path
-    >>> from smoothcert.errors import InvalidParameterError
-from smoothcert.reports.results import ResultFile
+    >>> from smoothcert.reports.results import ResultFile
     >>> recs = [{"index": 3, "label": 1, "correct": False, "abstained": True,
     ...          "prediction": None, "radius": 0.0, "seconds": 0.5},
     ...         {"index": 1, "label": 2, "correct": True, "abstained": False,
