@@ -104,14 +104,14 @@ def _lipschitz(evidence: Evidence, *, params: LipschitzParams) -> CertifyResult:
 
 def certified_logit_lipschitz(config: dict[str, Any]) -> float | None:
     """The certified logit constant of the file's bundled model (weights manifest), or None."""
-    from smoothcert.models import read_manifest
+    from smoothcert.models import available_sigmas, list_models, weights_info
 
+    model = config.get("model")
     sigma = config.get("model_sigma") or config["params"].get("sigma")
-    for entry in read_manifest()["files"].values():
-        if entry.get("model") == config.get("model") and entry.get("sigma") == sigma:
-            value = entry.get("lipschitz")
-            return None if value is None else float(value)
-    return None
+    if model not in list_models() or sigma not in available_sigmas(model):
+        return None
+    value = weights_info(model, sigma).metadata.get("lipschitz")
+    return None if value is None else float(value)
 
 
 def _deciders(

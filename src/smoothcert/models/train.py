@@ -56,6 +56,7 @@ from smoothcert.models.loading import (
     read_manifest,
     weights_filename,
 )
+from smoothcert.models.train_lipschitz import RECIPES as LIPSCHITZ_RECIPES
 from smoothcert.sampling.device import check_device
 
 __all__ = [
@@ -109,9 +110,6 @@ _VOTE_EXAMPLES: dict[str, int] = {
     "fmnist_cnn": FMNIST_VOTE_EXAMPLES,
     "fmnist_lipschitz": FMNIST_VOTE_EXAMPLES,
 }
-
-_LIPSCHITZ_MODELS = ("digits_lipschitz", "fmnist_lipschitz")
-"""Certified-Lipschitz models (``smoothcert.models.train_lipschitz.RECIPES``)."""
 
 
 def _image_defaults(name: str) -> tuple[int, int, float]:
@@ -198,7 +196,7 @@ def train_model(
             threads=threads,
             log=log,
         )
-    if name in _LIPSCHITZ_MODELS:
+    if name in LIPSCHITZ_RECIPES:
         from smoothcert.models import train_lipschitz as tlip
 
         return tlip.train_lipschitz_model(
@@ -591,7 +589,7 @@ def train_all(
         return _train_sigma_estimator(
             sigma_list, out_dir, epochs=epochs, seed=seed, device=device, threads=threads, log=log
         )
-    if name in _LIPSCHITZ_MODELS:
+    if name in LIPSCHITZ_RECIPES:
         return _train_all_lipschitz(
             name,
             sigma_list,
